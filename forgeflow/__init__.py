@@ -1,0 +1,98 @@
+"""forgeflow: durable sagas for Python on PostgreSQL."""
+
+from ._client import Forgeflow
+from ._clock import Clock, SystemClock
+from ._context import WorkflowContext
+from ._definitions import Registry, WorkflowDefinition, default_registry, workflow
+from ._durations import parse_duration
+from ._events import LifecycleEvent
+from ._models import (
+    Decision,
+    EndReason,
+    HookRecord,
+    HookStatus,
+    Outcome,
+    StepRecord,
+    StepStatus,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+from ._steps import RetryPolicy, StepRunner
+from ._waits import ChildHandle, EventWait, Hook
+from ._worker import Worker
+from .errors import (
+    ChildWorkflowFailed,
+    ConfigurationError,
+    DatabaseError,
+    DuplicateWorkflowError,
+    EventTimeout,
+    ForgeflowError,
+    HookAlreadyUsed,
+    HookError,
+    HookExpired,
+    HookNotFound,
+    InputValidationError,
+    PollTimeout,
+    ResultTimeout,
+    RunNotFound,
+    SerializationError,
+    StepError,
+    StepFailed,
+    StepTimeout,
+    WaitTimeout,
+    WorkflowCancelled,
+    WorkflowFailed,
+    WorkflowNotFound,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChildHandle",
+    "ChildWorkflowFailed",
+    "Clock",
+    "ConfigurationError",
+    "DatabaseError",
+    "Decision",
+    "DuplicateWorkflowError",
+    "EndReason",
+    "EventTimeout",
+    "EventWait",
+    "ForgeflowError",
+    "Forgeflow",
+    "Hook",
+    "HookAlreadyUsed",
+    "HookError",
+    "HookExpired",
+    "HookNotFound",
+    "HookRecord",
+    "HookStatus",
+    "InputValidationError",
+    "LifecycleEvent",
+    "Outcome",
+    "PollTimeout",
+    "Registry",
+    "ResultTimeout",
+    "RetryPolicy",
+    "RunNotFound",
+    "SerializationError",
+    "StepError",
+    "StepFailed",
+    "StepRecord",
+    "StepRunner",
+    "StepStatus",
+    "StepTimeout",
+    "SystemClock",
+    "WaitTimeout",
+    "Worker",
+    "WorkflowCancelled",
+    "WorkflowContext",
+    "WorkflowDefinition",
+    "WorkflowFailed",
+    "WorkflowNotFound",
+    "WorkflowRecord",
+    "WorkflowStatus",
+    "default_registry",
+    "parse_duration",
+    "workflow",
+]

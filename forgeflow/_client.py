@@ -1,0 +1,317 @@
+"""Forgeflow: the client that starts, inspects, cancels and resumes runs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar, overload
+
+import anyio
+import structlog
+
+from ._clock import Clock, SystemClock
+from ._context import EngineSettings
+from ._definitions import Registry, WorkflowDefinition, default_registry
+from ._durations import Duration, parse_duration
+from ._embedded import resolve_dsn
+from ._events import Emitter, Listener
+from ._executor import Executor
+from ._models import Outcome, WorkflowRecord, WorkflowStatus
+from ._notify import Notifications
+from ._records import hook_record, run_record, step_record
+from ._serde import dumps, loads
+from ._store import Store
+from ._worker import LeaseKeeper, Worker, new_worker_id
+from .errors import (
+    HookAlreadyUsed,
+    HookExpired,
+    HookNotFound,
+    ResultTimeout,
+    RunNotFound,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
+
+__all__ = ["Forgeflow"]
+
+O = TypeVar("O")  # noqa: E741
+log = structlog.get_logger("forgeflow.client")
+
+
+class Forgeflow:
+    """A connection to forgeflow's database: start and manage runs, host workers."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        registry: Registry | None = None,
+        base_url: str | None = None,
+        listeners: Sequence[Listener] = (),
+        clock: Clock | None = None,
+        sleep_threshold: Duration = 60,
+        lease: Duration = "30s",
+    ) -> None:
+        self._store = store
+        self.registry = registry if registry is not None else default_registry
+        self._clock: Clock = clock or SystemClock()
+        self.settings = EngineSettings(
+            sleep_threshold=parse_duration(sleep_threshold, field="sleep_threshold").total_seconds(),
+            lease_seconds=parse_duration(lease, field="lease").total_seconds(),
+            base_url=base_url or "http://localhost:8000",
+        )
+        self._executor = Executor(store, self.registry, self._clock, Emitter(listeners), self.settings)
+        self._notifications = Notifications(store)
+        self._notifications.on_cancel.append(self._on_cancel)
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        dsn: str | None = None,
+        *,
+        registry: Registry | None = None,
+        base_url: str | None = None,
+        listeners: Sequence[Listener] = (),
+        clock: Clock | None = None,
+        sleep_threshold: Duration = 60,
+        lease: Duration = "30s",
+        min_pool: int = 2,
+        max_pool: int = 20,
+        migrate: bool = True,
+    ) -> AsyncIterator[Forgeflow]:
+        """Connect (DSN, else FORGEFLOW_DATABASE_URL, else the embedded server) and migrate."""
+        store = await Store.open(await resolve_dsn(dsn), min_size=min_pool, max_size=max_pool,
+                                 migrate=migrate)
+        client = cls(store, registry=registry, base_url=base_url, listeners=listeners,
+                     clock=clock, sleep_threshold=sleep_threshold, lease=lease)
+        try:
+            yield client
+        finally:
+            await client.close()
+
+    async def close(self) -> None:
+        """Close the LISTEN connection and the pool."""
+        await self._notifications.close()
+        await self._store.close()
+
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool."""
+        return self._store.pool
+
+    def _on_cancel(self, run_id: str) -> None:
+        ctx = self._executor.live.get(run_id)
+        if ctx is not None:
+            ctx.request_cancel()
+
+    def _definition(self, workflow: WorkflowDefinition[Any, Any] | str, version: int | None
+                    ) -> WorkflowDefinition[Any, Any]:
+        if isinstance(workflow, WorkflowDefinition):
+            return workflow
+        if version is None:
+            return self.registry.get(workflow)
+        return self.registry.get_version(workflow, version)
+
+    # -- starting and inspecting -------------------------------------------------------
+
+    async def start(
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        version: int | None = None,
+        queue: str | None = None,
+    ) -> str:
+        """Write a new run (validated input; nothing written if invalid) and return its id."""
+        definition = self._definition(workflow, version)
+        value = definition.validate_input(input)
+        run_id, created = await self._store.insert_run(
+            str(uuid.uuid4()), definition.name, definition.version, queue or definition.queue,
+            definition.dump_input(value), idempotency_key, self._clock.now(),
+            definition.timeout.total_seconds(),
+        )
+        if created:
+            log.info("run_created", run_id=run_id, workflow=definition.name,
+                     version=definition.version)
+        return run_id
+
+    async def status(self, run_id: str) -> WorkflowRecord:
+        """The run with its steps and hooks; RunNotFound if there is none."""
+        row = await self._store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        steps = [step_record(s) for s in await self._store.get_run_steps(run_id)]
+        hooks = [hook_record(h, self.settings.base_url, self._clock.now())
+                 for h in await self._store.get_run_hooks(run_id)]
+        record = run_record(row, steps, hooks)
+        if record.status is WorkflowStatus.CREATED or record.worker is None:
+            if self.registry.find(record.workflow, record.version) is None and not record.is_terminal:
+                record.wait = record.wait or {
+                    "kind": "version",
+                    "detail": f"no worker of this client has {record.workflow} v{record.version}",
+                }
+        return record
+
+    async def list_runs(
+        self,
+        status: WorkflowStatus | str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[WorkflowRecord]:
+        """Runs, newest first (without steps)."""
+        wanted = None if status is None else WorkflowStatus(status).value
+        rows = await self._store.list_runs(wanted, workflow, before, max(1, min(limit, 1000)))
+        return [run_record(r, [], []) for r in rows]
+
+    async def result(self, run_id: str, timeout: Duration | None = None) -> Any:
+        """Wait for the run to end; its output, or WorkflowFailed / WorkflowCancelled."""
+        limit = None if timeout is None else parse_duration(timeout).total_seconds()
+        with anyio.move_on_after(limit) as scope:
+            async for record in self.watch(run_id, steps=False):
+                if record.is_terminal:
+                    return self._outcome(record)
+        if scope.cancelled_caught:
+            raise ResultTimeout(f"run {run_id} did not finish within {limit:g}s")
+        raise RunNotFound(f"no run with id {run_id!r}")
+
+    def _outcome(self, record: WorkflowRecord) -> Any:
+        if record.status is WorkflowStatus.COMPLETED:
+            definition = self.registry.find(record.workflow, record.version)
+            if definition is None:
+                return record.output
+            return definition.output_adapter.validate_python(record.output)
+        error = record.error or {}
+        message = f"run {record.run_id} ended {record.status.value}: {error.get('message', '')}"
+        kind = WorkflowCancelled if record.end_reason == "cancel" else WorkflowFailed
+        raise kind(message, run_id=record.run_id, status=record.status.value,
+                   reason=record.end_reason, error=error)
+
+    async def watch(self, run_id: str, *, steps: bool = True) -> AsyncIterator[WorkflowRecord]:
+        """Yield the run at each change (LISTEN/NOTIFY) until it reaches a terminal status."""
+        await self._notifications.start()
+        last: Any = None
+        while True:
+            changed = self._notifications.run_changed(run_id)
+            try:
+                record = await self.status(run_id) if steps else await self._brief(run_id)
+                fingerprint = (record.status, [(s.name, s.status) for s in record.steps])
+                if fingerprint != last:
+                    last = fingerprint
+                    yield record
+                if record.is_terminal:
+                    return
+                # The fallback timeout covers a notification lost with a dropped connection.
+                with anyio.move_on_after(5):
+                    await changed.wait()
+            finally:
+                self._notifications.forget(run_id, changed)
+
+    async def _brief(self, run_id: str) -> WorkflowRecord:
+        row = await self._store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return run_record(row, [], [])
+
+    # -- changing runs -----------------------------------------------------------------
+
+    async def cancel(self, run_id: str) -> WorkflowRecord:
+        """Request cancellation: the run (and attached children) compensate in reverse."""
+        await self._store.request_cancel(run_id, self._clock.now())
+        return await self._brief(run_id)
+
+    async def resume(self, run_id: str) -> bool:
+        """Make a waiting or stuck run claimable now; False if it has ended."""
+        if await self._store.wake_run(run_id, self._clock.now()):
+            return True
+        await self._brief(run_id)
+        return False
+
+    async def resume_hook(
+        self,
+        hook_id: str,
+        decision: Outcome | str = "approve",
+        data: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Give a hook its decision and wake its run; returns the run id."""
+        outcome = Outcome(decision).value
+        now = self._clock.now()
+        run_id = await self._store.resolve_hook(hook_id, outcome, dumps(dict(data or {})), now,
+                                                idempotency_key)
+        if run_id is not None:
+            log.info("hook_resumed", hook_id=hook_id, run_id=run_id, decision=outcome)
+            return run_id
+        hook = await self._store.get_hook(hook_id)
+        if hook is None:
+            raise HookNotFound(f"no resume hook with id {hook_id!r}")
+        if hook["status"] == "consumed":
+            same = (idempotency_key is not None and hook["idempotency_key"] == idempotency_key
+                    and hook["decision"] == outcome)
+            if same:
+                return str(hook["run_id"])
+            raise HookAlreadyUsed(f"hook {hook_id!r} already received {hook['decision']!r}")
+        raise HookExpired(f"hook {hook_id!r} expired at {hook['expires_at']}")
+
+    async def list_hooks(
+        self, status: str | None = "active", workflow: str | None = None, limit: int = 500
+    ) -> list[Any]:
+        """Hooks (the suspensions view), each with is_expired and its url."""
+        rows = await self._store.list_hooks(status, workflow, limit)
+        now = self._clock.now()
+        return [hook_record(r, self.settings.base_url, now) for r in rows]
+
+    async def send_event(self, event_type: str, payload: Mapping[str, Any] | None = None) -> int:
+        """Deliver an event to every run waiting for it with a matching filter; how many."""
+        count = await self._store.send_event(event_type, dumps(dict(payload or {})),
+                                             self._clock.now())
+        log.info("event_sent", event_type=event_type, resumed=count)
+        return count
+
+    # -- executing -----------------------------------------------------------------------
+
+    def worker(self, **options: Any) -> Worker:
+        """A worker sharing this client's pool; use ``async with ff.worker(...) as w``."""
+        return Worker(self, **options)
+
+    @overload
+    async def run(self, workflow: WorkflowDefinition[Any, O], input: Any = None, **kw: Any) -> O: ...
+    @overload
+    async def run(self, workflow: str, input: Any = None, **kw: Any) -> Any: ...
+
+    async def run(self, workflow: Any, input: Any = None, **kw: Any) -> Any:
+        """Start a run and execute it in this process until it ends; its output."""
+        run_id = await self.start(workflow, input, **kw)
+        await self.drive(run_id)
+        return await self.result(run_id)
+
+    async def drive(self, run_id: str) -> None:
+        """Execute ``run_id`` here whenever it is runnable, until it ends."""
+        await self._notifications.start()
+        keeper = LeaseKeeper(self._executor, new_worker_id(), self.settings.lease_seconds)
+        async with anyio.create_task_group() as group:
+            group.start_soon(keeper.run)
+            while True:
+                changed = self._notifications.run_changed(run_id)
+                try:
+                    row = await self._store.claim_run(run_id, keeper.worker_id,
+                                                      keeper.lease_seconds, self._clock.now())
+                    if row is not None:
+                        await keeper.execute(row)
+                        continue
+                    record = await self._brief(run_id)
+                    if record.is_terminal:
+                        break
+                    delay = 1.0
+                    if record.wake_at is not None:
+                        delay = (record.wake_at - self._clock.now()).total_seconds()
+                    with anyio.move_on_after(min(max(delay, 0.005), 1.0)):
+                        await changed.wait()
+                finally:
+                    self._notifications.forget(run_id, changed)
+            group.cancel_scope.cancel()

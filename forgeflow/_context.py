@@ -1,0 +1,369 @@
+"""WorkflowContext: what workflow code calls — steps, waits and determinism helpers."""
+
+from __future__ import annotations
+
+import random as _random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+import anyio
+import asyncpg
+import structlog
+
+from . import _waits
+from ._clock import Clock
+from ._durations import Duration
+from ._events import Emitter
+from ._serde import decode_result, dumps, encode_result, error_info
+from ._signals import CancelSignal, LeaseLost, ReleaseSignal, SuspendSignal
+from ._steps import StepRunner, invoke
+
+if TYPE_CHECKING:
+    from ._definitions import Registry, WorkflowDefinition
+    from ._models import Decision
+    from ._store import Store
+
+__all__ = ["EngineSettings", "StepRow", "WorkflowContext"]
+
+T = TypeVar("T")
+
+
+class StepRow(NamedTuple):
+    """A checkpoint as the context sees it (same order as the load_steps query)."""
+
+    name: str
+    kind: str
+    status: str
+    result: str | None
+    result_type: str | None
+    error: str | None
+    attempts: int
+    completed_at: datetime | None
+
+
+class EngineSettings(NamedTuple):
+    """Engine knobs shared by the client, the executor and the workers."""
+
+    sleep_threshold: float = 60.0
+    lease_seconds: float = 30.0
+    base_url: str = "http://localhost:8000"
+
+
+class _Compensation(NamedTuple):
+    step: str
+    fn: Callable[[Any], Any]
+    result: Any
+    done: bool
+
+
+class WorkflowContext:
+    """The handle a workflow function receives: steps, waits, deterministic helpers."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        definition: WorkflowDefinition[Any, Any],
+        started_at: datetime,
+        steps: dict[str, StepRow],
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        emitter: Emitter,
+        settings: EngineSettings,
+        worker_id: str,
+        replay_only: bool = False,
+    ) -> None:
+        self.run_id = run_id
+        self.workflow_name = definition.name
+        self.version = definition.version
+        self.started_at = started_at
+        self.log: Any = structlog.get_logger("forgeflow.run").bind(
+            run_id=run_id, workflow=definition.name, version=definition.version
+        )
+        self._definition = definition
+        self._steps = steps
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._emitter = emitter
+        self._settings = settings
+        self._worker = worker_id
+        self._names: dict[str, int] = {}
+        self._compensations: list[_Compensation] = []
+        self._time = started_at
+        self._rng = _random.Random(run_id)
+        self._replay_only = replay_only
+        self.cancel_requested = False
+        self._releasing = False
+        self._interrupt = anyio.Event()
+
+    # -- steps ---------------------------------------------------------------------
+
+    def step(
+        self, name: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any
+    ) -> StepRunner[T]:
+        """A checkpointed step calling ``fn(*args, **kwargs)``; configure it, then run it."""
+        return StepRunner(self, self._name(name), fn, args, kwargs)
+
+    async def parallel(self, *runners: StepRunner[Any]) -> list[Any]:
+        """Run several steps concurrently; their results in the order given."""
+        results: list[Any] = [None] * len(runners)
+
+        async def one(index: int, runner: StepRunner[Any]) -> None:
+            results[index] = await runner.run()
+
+        try:
+            async with anyio.create_task_group() as group:
+                for index, runner in enumerate(runners):
+                    group.start_soon(one, index, runner)
+        except BaseExceptionGroup as exc:
+            raise _most_important(exc) from None
+        return results
+
+    def idempotency_key(self, step: str) -> str:
+        """A key stable across replays and retries of ``step``, for external APIs."""
+        return f"{self.run_id}:{step}"
+
+    def db(self) -> asyncpg.Pool:
+        """The asyncpg pool, for steps that work in the same database."""
+        return self._store.pool
+
+    # -- determinism helpers ---------------------------------------------------------
+
+    def workflow_time(self) -> datetime:
+        """The time of the latest checkpoint before this point: identical on replay."""
+        return self._time
+
+    def elapsed(self) -> timedelta:
+        """Workflow time since the run started."""
+        return self._time - self.started_at
+
+    def random(self) -> float:
+        """A float in [0, 1) from a generator seeded by the run id: identical on replay."""
+        return self._rng.random()
+
+    def uuid4(self) -> uuid.UUID:
+        """A version-4 UUID from the run's seeded generator: identical on replay."""
+        return uuid.UUID(int=self._rng.getrandbits(128), version=4)
+
+    # -- low-level API ---------------------------------------------------------------
+
+    def is_step_completed(self, name: str) -> bool:
+        """True if ``name`` has a completed checkpoint."""
+        row = self._steps.get(name)
+        return row is not None and row.status in ("completed", "compensated")
+
+    def get_step_result(self, name: str, type: Any = None) -> Any:
+        """The checkpointed result of ``name`` (validated as ``type`` if given), or None."""
+        row = self._steps.get(name)
+        if row is None or row.status not in ("completed", "compensated"):
+            return None
+        return decode_result(row.result, row.result_type, type)
+
+    def step_attempts(self, name: str) -> int:
+        """How many attempts of ``name`` have been recorded (durably) so far."""
+        row = self._steps.get(name)
+        return 0 if row is None else row.attempts
+
+    async def record_step_start(self, name: str, input: Any = None) -> int:
+        """Record that an attempt of ``name`` begins; returns its attempt number."""
+        self._before_new_work()
+        row = self._steps.get(name)
+        attempt = (row.attempts if row is not None else 0) + 1
+        error = row.error if row is not None else None
+        await self._checkpoint(name, "step", "running", None, None, error, attempt,
+                               self._clock.now(), None, dumps(input) if input is not None else None)
+        return attempt
+
+    async def record_step_complete(self, name: str, result: Any) -> None:
+        """Checkpoint ``result`` as the outcome of ``name``."""
+        row = self._steps.get(name)
+        text, tag = encode_result(result, name)
+        now = self._clock.now()
+        await self._checkpoint(name, "step", "completed", text, tag, None,
+                               row.attempts if row else 1, None, now)
+        self._time = now
+        await self._emit("step_completed", step=name)
+
+    async def record_step_failure(self, name: str, error: BaseException | str) -> None:
+        """Record that the latest attempt of ``name`` failed with ``error``."""
+        row = self._steps.get(name)
+        info = error_info(error) if isinstance(error, BaseException) else {
+            "type": "Error", "message": str(error)}
+        await self._checkpoint(name, "step", "failed", None, None, dumps(info),
+                               row.attempts if row else 1, None, self._clock.now())
+        await self._emit("step_failed", step=name, error=info["message"])
+
+    def add_compensation(self, step: str, fn: Callable[[Any], Any], result: Any = None) -> None:
+        """Register ``fn(result)`` as the undo of ``step`` (for the low-level API)."""
+        row = self._steps.get(step)
+        self._push_compensation(step, fn, result, row is not None and row.status == "compensated")
+
+    async def run_compensation(self) -> list[BaseException]:
+        """Run the registered compensations now, newest first; returns those that failed."""
+        errors: list[BaseException] = []
+        while self._compensations:
+            entry = self._compensations.pop()
+            if entry.done:
+                continue
+            now = self._clock.now()
+            try:
+                await invoke(entry.fn, (entry.result,), {})
+            except Exception as exc:
+                errors.append(exc)
+                info = dumps({**error_info(exc), "step": entry.step})
+                ok = await self._store.mark_compensated(self.run_id, self._worker, entry.step, now, info)
+                await self._emit("compensation_ran", step=entry.step, ok=False, error=str(exc))
+            else:
+                ok = await self._store.mark_compensated(self.run_id, self._worker, entry.step, now, None)
+                await self._emit("compensation_ran", step=entry.step, ok=True)
+            if not ok:
+                raise LeaseLost()
+        return errors
+
+    @property
+    def has_compensations(self) -> bool:
+        """True if any compensation has been registered in this run."""
+        return bool(self._compensations)
+
+    # -- durable waits ---------------------------------------------------------------
+
+    async def sleep(self, duration: Duration) -> None:
+        """Wait ``duration``; long waits release the worker and survive restarts."""
+        await _waits.sleep(self, duration, "sleep")
+
+    async def sleep_until(self, when: datetime) -> None:
+        """Wait until ``when`` (timezone-aware); long waits release the worker."""
+        await _waits.sleep_until(self, when, "sleep_until")
+
+    async def hook(
+        self,
+        name: str,
+        *,
+        timeout: Duration | None = "72h",
+        on_timeout: str = "reject",
+        metadata: Mapping[str, Any] | None = None,
+        hook_id: str | None = None,
+    ) -> _waits.Hook:
+        """Create a resume hook (state pending) whose URL can be sent before waiting on it."""
+        return await _waits.create_hook(self, name, timeout, on_timeout, metadata, hook_id)
+
+    async def wait_for_hook(self, name: str, **options: Any) -> Decision:
+        """Create a hook and wait for its decision in one call."""
+        hook = await self.hook(name, **options)
+        return await hook.wait()
+
+    async def expect_event(
+        self, event_type: str, match: Mapping[str, Any] | None = None,
+        timeout: Duration | None = None,
+    ) -> _waits.EventWait:
+        """Declare interest in an event now (it is kept until waited on); returns the wait."""
+        return await _waits.expect_event(self, event_type, match, timeout)
+
+    async def wait_for_event(
+        self, event_type: str, match: Mapping[str, Any] | None = None,
+        timeout: Duration | None = None,
+    ) -> Any:
+        """Wait for an event whose payload contains ``match``; returns the payload."""
+        pending = await self.expect_event(event_type, match, timeout)
+        return await pending.wait()
+
+    async def start_child(
+        self, workflow: WorkflowDefinition[Any, T] | str, input: Any = None, *,
+        detached: bool = False, version: int | None = None,
+    ) -> _waits.ChildHandle[T]:
+        """Start a child workflow; ``await handle.result()`` waits for its output."""
+        return await _waits.start_child(self, workflow, input, detached, version)
+
+    async def run_child(
+        self, workflow: WorkflowDefinition[Any, T] | str, input: Any = None, *,
+        version: int | None = None,
+    ) -> T:
+        """Run a child workflow and return its output; its failure raises here."""
+        handle = await self.start_child(workflow, input, version=version)
+        return await handle.result()
+
+    async def poll(
+        self, name: str, fn: Callable[..., Any], *args: Any, until: Callable[[Any], bool],
+        interval: Duration = "30s", timeout: Duration = "1h", max_attempts: int = 120,
+    ) -> Any:
+        """Call ``fn`` (a checkpointed step each time) until ``until(result)`` holds."""
+        return await _waits.poll(self, name, fn, args, until, interval, timeout, max_attempts)
+
+    # -- engine side (used by steps, waits and the executor) -------------------------
+
+    def _name(self, name: str) -> str:
+        count = self._names.get(name, 0) + 1
+        self._names[name] = count
+        return name if count == 1 else f"{name}#{count}"
+
+    def _before_new_work(self) -> None:
+        # Called before anything is done for the first time: replay ends here.
+        if self.cancel_requested or self._replay_only:
+            raise CancelSignal()
+        if self._releasing:
+            raise ReleaseSignal()
+
+    def _push_compensation(self, step: str, fn: Callable[[Any], Any], result: Any, done: bool) -> None:
+        self._compensations.append(_Compensation(step, fn, result, done))
+
+    async def _checkpoint(
+        self, name: str, kind: str, status: str, result: str | None, result_type: str | None,
+        error: str | None, attempts: int, started: datetime | None, completed: datetime | None,
+        step_input: str | None = None,
+    ) -> None:
+        cancel = await self._store.checkpoint_step(
+            self.run_id, self._worker, name, kind, status, result, result_type, error,
+            attempts, started, completed, step_input,
+        )
+        if cancel is None:
+            raise LeaseLost()
+        self._steps[name] = StepRow(name, kind, status, result, result_type, error, attempts, completed)
+        if cancel and not self.cancel_requested:
+            self.request_cancel()
+
+    async def _wait_until(self, when: datetime, wait: dict[str, Any]) -> None:
+        remaining = (when - self._clock.now()).total_seconds()
+        if remaining <= 0:
+            return
+        self._before_new_work()
+        if remaining > self._settings.sleep_threshold:
+            raise SuspendSignal(when, {**wait, "wake_at": when.isoformat()})
+        with anyio.move_on_after(remaining):
+            await self._interrupt.wait()
+        self._before_new_work()
+
+    async def _emit(self, name: str, **fields: Any) -> None:
+        await self._emitter.emit(self.log, name, self.run_id, self.workflow_name, **fields)
+
+    def request_cancel(self) -> None:
+        """Engine: a cancel was requested; interrupt waits and stop before new work."""
+        self.cancel_requested = True
+        self._interrupt.set()
+
+    def request_release(self) -> None:
+        """Engine: the worker is shutting down; stop at the next step boundary."""
+        self._releasing = True
+        self._interrupt.set()
+
+
+def _most_important(group: BaseExceptionGroup[Any]) -> BaseException:
+    """Pick the exception a parallel block re-raises: lease loss, cancel, failure, suspend."""
+    flat: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            flat.append(exc)
+
+    walk(group)
+    for kind in (LeaseLost, CancelSignal, Exception, SuspendSignal, ReleaseSignal):
+        for exc in flat:
+            if isinstance(exc, kind):
+                return exc
+    return flat[0]

@@ -1,0 +1,178 @@
+"""The @workflow decorator, workflow definitions and the registry of versions."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from ._durations import Duration, parse_duration
+from .errors import DuplicateWorkflowError, InputValidationError, WorkflowNotFound
+
+if TYPE_CHECKING:
+    from ._context import WorkflowContext
+
+__all__ = ["Registry", "WorkflowDefinition", "default_registry", "workflow"]
+
+I = TypeVar("I")  # noqa: E741 - the input type
+O = TypeVar("O")  # noqa: E741 - the output type
+
+WorkflowFn = Callable[["WorkflowContext", I], Awaitable[O]]
+
+
+@dataclass(frozen=True, eq=False)
+class WorkflowDefinition(Generic[I, O]):
+    """A registered workflow: its function, name, version, timeout and types."""
+
+    fn: Callable[..., Awaitable[O]]
+    name: str
+    version: int
+    timeout: timedelta
+    deprecated: bool = False
+    queue: str = "default"
+    input_type: Any = None
+    output_type: Any = None
+    takes_input: bool = True
+    input_adapter: TypeAdapter[Any] = field(repr=False, default=None)  # type: ignore[assignment]
+    output_adapter: TypeAdapter[Any] = field(repr=False, default=None)  # type: ignore[assignment]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """(name, version): the identity of this definition."""
+        return (self.name, self.version)
+
+    def validate_input(self, value: Any) -> Any:
+        """Validate ``value`` against the input type; raise InputValidationError naming fields."""
+        if not self.takes_input and value is None:
+            return None
+        try:
+            return self.input_adapter.validate_python(value)
+        except ValidationError as exc:
+            fields = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise InputValidationError(
+                f"invalid input for workflow {self.name!r} v{self.version}: {fields}",
+                errors=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
+            ) from None
+
+    def dump_input(self, value: Any) -> str:
+        """Serialize a validated input to JSON text."""
+        return self.input_adapter.dump_json(value).decode()
+
+    def load_input(self, text: str) -> Any:
+        """Rebuild the typed input from its JSON text."""
+        return self.input_adapter.validate_json(text)
+
+    async def __call__(self, ctx: WorkflowContext, input: I) -> O:
+        """Call the workflow function (the engine does this; users start runs instead)."""
+        if self.takes_input:
+            return await self.fn(ctx, input)
+        return await self.fn(ctx)
+
+
+class Registry:
+    """Every version of every workflow known to this process."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, dict[int, WorkflowDefinition[Any, Any]]] = {}
+
+    def register(self, definition: WorkflowDefinition[Any, Any]) -> None:
+        """Add a definition; raise DuplicateWorkflowError if (name, version) is taken."""
+        versions = self._by_name.setdefault(definition.name, {})
+        existing = versions.get(definition.version)
+        if existing is not None and existing.fn is not definition.fn:
+            raise DuplicateWorkflowError(
+                f"workflow {definition.name!r} version {definition.version} is already "
+                f"registered (by {existing.fn.__module__}.{existing.fn.__qualname__})"
+            )
+        versions[definition.version] = definition
+
+    def get(self, name: str) -> WorkflowDefinition[Any, Any]:
+        """The latest non-deprecated version of ``name``."""
+        versions = self._by_name.get(name, {})
+        live = [v for v in versions.values() if not v.deprecated]
+        if not live:
+            raise WorkflowNotFound(f"no workflow named {name!r} is registered")
+        return max(live, key=lambda d: d.version)
+
+    def get_version(self, name: str, version: int) -> WorkflowDefinition[Any, Any]:
+        """Exactly ``version`` of ``name`` (deprecated versions included)."""
+        try:
+            return self._by_name[name][version]
+        except KeyError:
+            raise WorkflowNotFound(
+                f"workflow {name!r} version {version} is not registered"
+            ) from None
+
+    def find(self, name: str, version: int) -> WorkflowDefinition[Any, Any] | None:
+        """``get_version`` that returns None instead of raising."""
+        return self._by_name.get(name, {}).get(version)
+
+    def definitions(self) -> list[WorkflowDefinition[Any, Any]]:
+        """All registered definitions, every version."""
+        return [d for versions in self._by_name.values() for d in versions.values()]
+
+    def names(self) -> list[str]:
+        """The registered workflow names."""
+        return sorted(self._by_name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_name.values())
+
+
+default_registry = Registry()
+
+
+def workflow(
+    *,
+    version: int = 1,
+    timeout: Duration = "24h",
+    name: str | None = None,
+    deprecated: bool = False,
+    queue: str = "default",
+    registry: Registry | None = None,
+) -> Callable[[Callable[..., Awaitable[O]]], WorkflowDefinition[Any, O]]:
+    """Declare an ``async def`` as a durable workflow with a version and a timeout."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"version: expected a positive integer, got {version!r}")
+    limit = parse_duration(timeout, field="timeout")
+    if limit <= timedelta(0):
+        raise ValueError("timeout: must be positive")
+
+    def decorate(fn: Callable[..., Awaitable[O]]) -> WorkflowDefinition[Any, O]:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"@workflow needs an async def, got {fn!r}")
+        params = list(inspect.signature(fn).parameters.values())
+        if not 1 <= len(params) <= 2:
+            raise TypeError(f"{fn.__qualname__}: a workflow takes (ctx) or (ctx, input)")
+        hints = typing.get_type_hints(fn)
+        takes_input = len(params) == 2
+        input_type = hints.get(params[1].name, Any) if takes_input else type(None)
+        output_type = hints.get("return", Any)
+        definition: WorkflowDefinition[Any, O] = WorkflowDefinition(
+            fn=fn,
+            name=name or fn.__name__,
+            version=version,
+            timeout=limit,
+            deprecated=deprecated,
+            queue=queue,
+            input_type=input_type,
+            output_type=output_type,
+            takes_input=takes_input,
+            input_adapter=TypeAdapter(input_type),
+            output_adapter=TypeAdapter(output_type),
+        )
+        (registry if registry is not None else default_registry).register(definition)
+        return definition
+
+    return decorate

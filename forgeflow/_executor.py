@@ -1,0 +1,192 @@
+"""Executes one attempt of a run: replay, new steps, suspension, compensation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import anyio
+import structlog
+
+from ._clock import Clock
+from ._context import EngineSettings, StepRow, WorkflowContext
+from ._definitions import Registry, WorkflowDefinition
+from ._events import Emitter
+from ._serde import dumps, error_info
+from ._signals import CancelSignal, LeaseLost, ReleaseSignal, SuspendSignal
+from ._store import Record, Store
+from .errors import SerializationError
+
+__all__ = ["Executor"]
+
+log = structlog.get_logger("forgeflow.executor")
+
+
+class Executor:
+    """Runs a claimed run from the top until it finishes, suspends or is rolled back."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        emitter: Emitter,
+        settings: EngineSettings,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.emitter = emitter
+        self.settings = settings
+        self.live: dict[str, WorkflowContext] = {}
+
+    async def execute(self, run: Record, worker_id: str) -> str:
+        """Execute a run this worker has leased; returns what became of it."""
+        run_id: str = run["id"]
+        definition = self.registry.find(run["workflow"], run["version"])
+        if definition is None:
+            await self.store.release_run(run_id, worker_id, self.clock.now())
+            return "released"
+        steps = {r["name"]: StepRow(*r) for r in await self.store.load_steps(run_id)}
+        stop = self._stop_reason(run)
+        ctx = WorkflowContext(
+            run_id=run_id,
+            definition=definition,
+            started_at=run["started_at"],
+            steps=steps,
+            store=self.store,
+            registry=self.registry,
+            clock=self.clock,
+            emitter=self.emitter,
+            settings=self.settings,
+            worker_id=worker_id,
+            replay_only=stop is not None,
+        )
+        self.live[run_id] = ctx
+        try:
+            return await self._drive(ctx, definition, run, stop)
+        except LeaseLost:
+            ctx.log.warning("lease_lost")
+            return "lease_lost"
+        finally:
+            self.live.pop(run_id, None)
+
+    def _stop_reason(self, run: Record) -> str | None:
+        # A run that must not go forward is replayed only to rebuild its compensations.
+        if run["status"] == "compensating":
+            return str(run["end_reason"] or "failure")
+        if run["cancel_requested"]:
+            return "cancel"
+        if run["deadline"] is not None and run["deadline"] <= self.clock.now():
+            return "timeout"
+        return None
+
+    async def _drive(
+        self, ctx: WorkflowContext, definition: WorkflowDefinition[Any, Any], run: Record,
+        stop: str | None,
+    ) -> str:
+        first = not ctx._steps and run["status"] != "compensating"
+        await ctx._emit("run_started" if first else "run_resumed")
+        reason: str
+        error: BaseException
+        try:
+            output = await self._call_workflow(ctx, definition, run["input"], run["deadline"])
+        except SuspendSignal as signal:
+            return await self._suspend(ctx, definition, signal)
+        except ReleaseSignal:
+            await self.store.release_run(ctx.run_id, ctx._worker, self.clock.now())
+            ctx.log.info("run_released")
+            return "released"
+        except CancelSignal as exc:
+            reason = stop or ("cancel" if ctx.cancel_requested else "timeout")
+            error = exc
+        except Exception as exc:
+            reason, error = stop or "failure", exc
+        else:
+            try:
+                text = definition.output_adapter.dump_json(output).decode()
+            except Exception as exc:
+                reason = "failure"
+                error = SerializationError(f"workflow output cannot be stored as JSON: {exc}")
+            else:
+                return await self._complete(ctx, text)
+        return await self._roll_back(ctx, run, reason, error)
+
+    async def _call_workflow(
+        self, ctx: WorkflowContext, definition: WorkflowDefinition[Any, Any], input_json: str,
+        deadline: datetime | None,
+    ) -> Any:
+        value = definition.load_input(input_json)
+        if deadline is None:
+            return await definition(ctx, value)
+        remaining = (deadline - self.clock.now()).total_seconds()
+        with anyio.CancelScope(deadline=anyio.current_time() + remaining) as scope:
+            return await definition(ctx, value)
+        if scope.cancelled_caught:
+            raise CancelSignal()  # the deadline passed mid-run
+        raise AssertionError("unreachable")
+
+    async def _suspend(
+        self, ctx: WorkflowContext, definition: WorkflowDefinition[Any, Any],
+        signal: SuspendSignal,
+    ) -> str:
+        wake_at = signal.wake_at
+        deadline = ctx.started_at + definition.timeout
+        # A waiting run past its deadline is woken to be compensated.
+        if wake_at is None or wake_at > deadline:
+            wake_at = deadline
+        ok = await self.store.suspend_run(ctx.run_id, ctx._worker, dumps(signal.wait), wake_at,
+                                          self.clock.now())
+        if not ok:
+            # Refused: a cancel arrived since the last checkpoint. Roll back now.
+            ctx.request_cancel()
+            return await self._roll_back(ctx, None, "cancel", CancelSignal())
+        await ctx._emit("run_suspended", wait=signal.wait.get("kind"), step=signal.wait.get("step"),
+                        wake_at=wake_at.isoformat())
+        return "waiting"
+
+    async def _complete(self, ctx: WorkflowContext, output_json: str) -> str:
+        now = self.clock.now()
+        if not await self.store.finish_run(ctx.run_id, ctx._worker, "completed", output_json,
+                                           None, None, now):
+            raise LeaseLost()
+        await ctx._emit("run_finished", status="completed",
+                        duration_ms=round((now - ctx.started_at).total_seconds() * 1000, 3))
+        return "completed"
+
+    async def _roll_back(
+        self, ctx: WorkflowContext, run: Record | None, reason: str, error: BaseException
+    ) -> str:
+        if isinstance(error, CancelSignal):
+            info = ({"type": "WorkflowCancelled", "message": "the run was cancelled"}
+                    if reason == "cancel" else
+                    {"type": "WorkflowTimeout", "message": "the workflow deadline passed"})
+        else:
+            info = error_info(error)
+            step = getattr(error, "step", None)
+            if step:
+                info["step"] = step
+        resuming = run is not None and run["status"] == "compensating"
+        if resuming and run is not None and run["error"] is not None:
+            error_json = run["error"]
+        else:
+            error_json = dumps(info)
+            if not await self.store.start_compensation(ctx.run_id, ctx._worker, reason, error_json):
+                raise LeaseLost()
+        if reason == "cancel":
+            await ctx._emit("run_cancelled")
+        had_compensations = ctx.has_compensations
+        failures = await ctx.run_compensation()
+        final_error = None
+        if failures:
+            status = "failed"
+            final_error = dumps({**info, "compensation_errors": [error_info(e) for e in failures]})
+        elif had_compensations or reason == "cancel":
+            status = "compensated"
+        else:
+            status = "failed"
+        if not await self.store.finish_run(ctx.run_id, ctx._worker, status, None, final_error,
+                                           reason, self.clock.now()):
+            raise LeaseLost()
+        await ctx._emit("run_finished", status=status, reason=reason, error=info.get("message"))
+        return status

@@ -1,0 +1,93 @@
+"""One LISTEN connection per client, fanning notifications out to whoever waits."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import anyio
+import asyncpg
+import structlog
+
+from ._store import Store
+
+__all__ = ["CHANNELS", "Notifications"]
+
+log = structlog.get_logger("forgeflow.notify")
+
+CHANNELS = ("forgeflow_wakeup", "forgeflow_cancel", "forgeflow_run_changed", "forgeflow_step")
+
+
+class Notifications:
+    """Subscribes once to forgeflow's channels; callbacks and events per run id."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._conn: asyncpg.Connection | None = None
+        self._lock = anyio.Lock()
+        self.on_wakeup: list[Callable[[str], None]] = []
+        self.on_cancel: list[Callable[[str], None]] = []
+        self._run_waiters: dict[str, set[anyio.Event]] = defaultdict(set)
+
+    async def start(self) -> None:
+        """Open the LISTEN connection if it is not open yet."""
+        async with self._lock:
+            if self._conn is not None and not self._conn.is_closed():
+                return
+            self._conn = await self._store.listen(CHANNELS, self._dispatch)
+            self._conn.add_termination_listener(self._lost)
+
+    async def close(self) -> None:
+        """Close the LISTEN connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with anyio.move_on_after(5, shield=True):
+                await conn.close()
+
+    def _lost(self, _conn: asyncpg.Connection) -> None:
+        # Workers fall back to polling until the next start() reconnects.
+        log.warning("listen_connection_lost")
+        self._conn = None
+        self._wake_all()
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == "forgeflow_wakeup":
+            for fn in self.on_wakeup:
+                fn(payload)
+        elif channel == "forgeflow_cancel":
+            for fn in self.on_cancel:
+                fn(payload)
+            self._wake_run(payload)
+        else:
+            self._wake_run(payload)
+
+    def _wake_run(self, run_id: str) -> None:
+        waiters = self._run_waiters.pop(run_id, None)
+        if waiters:
+            for event in waiters:
+                event.set()
+
+    def _wake_all(self) -> None:
+        for waiters in self._run_waiters.values():
+            for event in waiters:
+                event.set()
+        self._run_waiters.clear()
+
+    def run_changed(self, run_id: str) -> anyio.Event:
+        """An event set at the next change of ``run_id`` (status or a step)."""
+        event = anyio.Event()
+        self._run_waiters[run_id].add(event)
+        return event
+
+    def forget(self, run_id: str, event: anyio.Event) -> None:
+        """Stop waiting with ``event``."""
+        waiters = self._run_waiters.get(run_id)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._run_waiters[run_id]
+
+    @property
+    def connected(self) -> bool:
+        """True while the LISTEN connection is open."""
+        return self._conn is not None and not self._conn.is_closed()

@@ -1,0 +1,362 @@
+"""The only module that talks to PostgreSQL.
+
+Each method runs one named statement from ``sql/queries.sql`` on the pool and returns
+plain values or asyncpg records; asyncpg errors leave this module as ``DatabaseError``.
+It knows nothing of workflows, contexts or workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from ._migrations import apply_migrations
+from ._sql import QUERIES as Q
+from .errors import DatabaseError
+
+__all__ = ["Store"]
+
+Record = asyncpg.Record
+TERMINAL = ("completed", "compensated", "failed")
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    # Pool connections never LISTEN, hold advisory locks or change settings, so the
+    # default reset (one more round trip on every release) is skipped.
+    return None
+
+
+class Store:
+    """PostgreSQL access for forgeflow: a pool and one method per named statement."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self.pool = pool
+        self.dsn = dsn
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, min_size: int = 2, max_size: int = 20, migrate: bool = True
+    ) -> Store:
+        """Open a pool on ``dsn`` and, unless told not to, apply pending migrations."""
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                reset=_no_reset,
+                server_settings={"application_name": "forgeflow"},
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
+        store = cls(pool, dsn)
+        if migrate:
+            await store.migrate()
+        return store
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self.pool.close()
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; returns the versions applied."""
+        async with self.pool.acquire() as conn:
+            return await apply_migrations(conn)
+
+    async def listen(
+        self, channels: Sequence[str], callback: Callable[[str, str], None]
+    ) -> asyncpg.Connection:
+        """A dedicated connection LISTENing on ``channels``; callback(channel, payload)."""
+        conn = await asyncpg.connect(self.dsn, server_settings={"application_name": "forgeflow"})
+        for channel in channels:
+            await conn.add_listener(channel, lambda _c, _pid, ch, payload: callback(ch, payload))
+        return conn
+
+    # -- generic helpers -------------------------------------------------------------
+
+    async def _fetch(self, name: str, *args: Any) -> list[Record]:
+        try:
+            return await self.pool.fetch(Q[name], *args)
+        except asyncpg.PostgresError as exc:
+            raise DatabaseError(f"{name}: {exc}") from exc
+
+    async def _fetchrow(self, name: str, *args: Any) -> Record | None:
+        try:
+            return await self.pool.fetchrow(Q[name], *args)
+        except asyncpg.PostgresError as exc:
+            raise DatabaseError(f"{name}: {exc}") from exc
+
+    async def _fetchval(self, name: str, *args: Any) -> Any:
+        try:
+            return await self.pool.fetchval(Q[name], *args)
+        except asyncpg.PostgresError as exc:
+            raise DatabaseError(f"{name}: {exc}") from exc
+
+    # -- runs ------------------------------------------------------------------------
+
+    async def insert_run(
+        self,
+        run_id: str,
+        workflow: str,
+        version: int,
+        queue: str,
+        input_json: str,
+        idempotency_key: str | None,
+        now: datetime,
+        timeout_seconds: float,
+    ) -> tuple[str, bool]:
+        """Write a new run (and NOTIFY workers); returns (run id, created)."""
+        args = (run_id, workflow, version, queue, input_json, idempotency_key, now)
+        row = await self._fetchrow("insert_run", *args, timeout_seconds)
+        if row is not None:
+            return row["id"], True
+        existing = await self._fetchval("run_id_by_idempotency_key", idempotency_key)
+        return existing, False
+
+    async def claim_runs(
+        self,
+        now: datetime,
+        queues: Sequence[str],
+        keys: Sequence[tuple[str, int]],
+        limit: int,
+        worker: str,
+        lease_seconds: float,
+    ) -> list[Record]:
+        """Lease up to ``limit`` runnable runs of the given (workflow, version) keys."""
+        names = [k[0] for k in keys]
+        versions = [k[1] for k in keys]
+        args = (now, list(queues), names, versions, limit, worker, lease_seconds)
+        return await self._fetch("claim_runs", *args)
+
+    async def claim_run(
+        self, run_id: str, worker: str, lease_seconds: float, now: datetime
+    ) -> Record | None:
+        """Lease one specific run if it is runnable and unleased."""
+        return await self._fetchrow("claim_run", run_id, worker, lease_seconds, now)
+
+    async def next_runnable_at(
+        self, queues: Sequence[str], keys: Sequence[tuple[str, int]]
+    ) -> datetime | None:
+        """The earliest time a run this worker could execute becomes claimable."""
+        names, versions = [k[0] for k in keys], [k[1] for k in keys]
+        value: datetime | None = await self._fetchval("next_runnable_at", list(queues), names, versions)
+        return value
+
+    async def load_steps(self, run_id: str) -> list[Record]:
+        """The checkpoints of a run, for replay."""
+        return await self._fetch("load_steps", run_id)
+
+    async def checkpoint_step(
+        self,
+        run_id: str,
+        worker: str,
+        name: str,
+        kind: str,
+        status: str,
+        result: str | None,
+        result_type: str | None,
+        error: str | None,
+        attempts: int,
+        started_at: datetime | None,
+        completed_at: datetime | None,
+        step_input: str | None = None,
+    ) -> bool | None:
+        """Write a checkpoint if ``worker`` holds the lease: cancel_requested, or None if not."""
+        try:
+            value: bool | None = await self.pool.fetchval(
+                Q["checkpoint_step"],
+                run_id,
+                worker,
+                name,
+                kind,
+                status,
+                result,
+                result_type,
+                error,
+                attempts,
+                started_at,
+                completed_at,
+                step_input,
+            )
+        except asyncpg.PostgresError as exc:
+            raise DatabaseError(f"checkpoint_step: {exc}") from exc
+        return value
+
+    async def mark_compensated(
+        self, run_id: str, worker: str, step: str, at: datetime, error: str | None
+    ) -> bool:
+        """Record a compensation's outcome on its step; False if the lease is gone."""
+        return await self._fetchval("mark_compensated", run_id, worker, at, error, step) is not None
+
+    async def heartbeat(self, worker: str, run_ids: Sequence[str], lease_seconds: float) -> set[str]:
+        """Extend the leases of ``run_ids``; returns those still held."""
+        rows = await self._fetch("heartbeat", worker, list(run_ids), lease_seconds)
+        return {r["id"] for r in rows}
+
+    async def suspend_run(
+        self, run_id: str, worker: str, wait_json: str, wake_at: datetime | None, now: datetime
+    ) -> bool:
+        """Park a run as waiting until ``wake_at`` or a wake-up; False if refused."""
+        row = await self._fetchrow("suspend_run", run_id, worker, wait_json, wake_at, now)
+        return row is not None
+
+    async def release_run(self, run_id: str, worker: str, now: datetime) -> bool:
+        """Give a run back so that another worker continues it at once."""
+        return await self._fetchrow("release_run", run_id, worker, now) is not None
+
+    async def start_compensation(
+        self, run_id: str, worker: str, reason: str, error_json: str | None
+    ) -> bool:
+        """Mark a run as compensating, keeping why; False if the lease is gone."""
+        row = await self._fetchrow("start_compensation", run_id, worker, reason, error_json)
+        return row is not None
+
+    async def finish_run(
+        self,
+        run_id: str,
+        worker: str,
+        status: str,
+        output_json: str | None,
+        error_json: str | None,
+        reason: str | None,
+        now: datetime,
+    ) -> bool:
+        """Write a terminal status and wake a waiting parent; False if the lease is gone."""
+        args = (run_id, worker, status, output_json, error_json, reason, now)
+        return await self._fetchrow("finish_run", *args) is not None
+
+    async def request_cancel(self, run_id: str, now: datetime) -> list[str]:
+        """Flag a run and its attached descendants for cancellation; returns those flagged."""
+        return [r["id"] for r in await self._fetch("request_cancel", run_id, now)]
+
+    async def wake_run(self, run_id: str, now: datetime) -> bool:
+        """Make a non-terminal run claimable now."""
+        return await self._fetchrow("wake_run", run_id, now) is not None
+
+    async def get_run(self, run_id: str) -> Record | None:
+        """One run row."""
+        return await self._fetchrow("get_run", run_id)
+
+    async def get_run_steps(self, run_id: str) -> list[Record]:
+        """A run's steps in completion order."""
+        return await self._fetch("get_run_steps", run_id)
+
+    async def get_run_hooks(self, run_id: str) -> list[Record]:
+        """A run's hooks."""
+        return await self._fetch("get_run_hooks", run_id)
+
+    async def get_run_outcome(self, run_id: str) -> Record | None:
+        """A run's status, output and error."""
+        return await self._fetchrow("get_run_outcome", run_id)
+
+    async def list_runs(
+        self,
+        status: str | None,
+        workflow: str | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[Record]:
+        """Runs newest first, optionally filtered, keyset-paginated by (created_at, id)."""
+        at, rid = before if before else (None, None)
+        return await self._fetch("list_runs", status, workflow, at, rid, limit)
+
+    # -- hooks -----------------------------------------------------------------------
+
+    async def insert_hook(
+        self,
+        run_id: str,
+        worker: str,
+        hook_id: str,
+        name: str,
+        step: str,
+        on_timeout: str,
+        timeout_seconds: float | None,
+        metadata_json: str,
+        now: datetime,
+    ) -> bool:
+        """Create a pending hook and its checkpoint in one statement; False if lease lost."""
+        args = (run_id, worker, hook_id, name, step, on_timeout, timeout_seconds, metadata_json)
+        try:
+            return await self.pool.fetchval(Q["insert_hook"], *args, now) is not None
+        except asyncpg.UniqueViolationError as exc:
+            raise DatabaseError(f"a hook with id {hook_id!r} already exists") from exc
+        except asyncpg.PostgresError as exc:
+            raise DatabaseError(f"insert_hook: {exc}") from exc
+
+    async def get_hook(self, hook_id: str) -> Record | None:
+        """One hook row."""
+        return await self._fetchrow("get_hook", hook_id)
+
+    async def activate_hook(self, hook_id: str, now: datetime) -> bool:
+        """pending → active, starting its timeout; False if it was not pending."""
+        return await self._fetchrow("activate_hook", hook_id, now) is not None
+
+    async def expire_hook(self, hook_id: str, now: datetime) -> bool:
+        """active → expired when past expires_at; False if it was decided first."""
+        return await self._fetchrow("expire_hook", hook_id, now) is not None
+
+    async def resolve_hook(
+        self,
+        hook_id: str,
+        decision: str,
+        data_json: str,
+        now: datetime,
+        idempotency_key: str | None,
+    ) -> str | None:
+        """Consume a hook with a decision and wake its run; the run id, or None if refused."""
+        args = (hook_id, decision, data_json, now, idempotency_key)
+        row = await self._fetchrow("resolve_hook", *args)
+        return None if row is None else row["run_id"]
+
+    async def list_hooks(self, status: str | None, workflow: str | None, limit: int) -> list[Record]:
+        """Hooks, oldest first, optionally filtered."""
+        return await self._fetch("list_hooks", status, workflow, limit)
+
+    # -- events and children ---------------------------------------------------------
+
+    async def insert_event_wait(
+        self,
+        run_id: str,
+        worker: str,
+        step: str,
+        event_type: str,
+        match_json: str,
+        now: datetime,
+        expires_at: datetime | None,
+    ) -> bool:
+        """Declare a run's interest in an event; False if the lease is gone."""
+        args = (run_id, worker, step, event_type, match_json, now, expires_at)
+        return await self._fetchval("insert_event_wait", *args) is not None
+
+    async def get_event_wait(self, run_id: str, step: str) -> Record | None:
+        """The state of one event wait."""
+        return await self._fetchrow("get_event_wait", run_id, step)
+
+    async def expire_event_wait(self, run_id: str, step: str) -> bool:
+        """waiting → expired; False if an event was delivered first."""
+        return await self._fetchrow("expire_event_wait", run_id, step) is not None
+
+    async def send_event(self, event_type: str, payload_json: str, now: datetime) -> int:
+        """Deliver an event to every matching wait and wake their runs; returns how many."""
+        row = await self._fetchrow("send_event", event_type, payload_json, now)
+        return int(row[0]) if row else 0
+
+    async def insert_child(
+        self,
+        run_id: str,
+        worker: str,
+        child_id: str,
+        workflow: str,
+        version: int,
+        queue: str | None,
+        input_json: str,
+        step: str,
+        detached: bool,
+        now: datetime,
+        timeout_seconds: float,
+    ) -> bool:
+        """Create a child run and the parent's checkpoint in one statement."""
+        args = (run_id, worker, child_id, workflow, version, queue, input_json, step, detached)
+        return await self._fetchrow("insert_child", *args, now, timeout_seconds) is not None

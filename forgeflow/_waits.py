@@ -1,0 +1,318 @@
+"""Durable waits: sleeps, resume hooks, events, child workflows and polling."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._durations import Duration, parse_duration
+from ._models import Decision, Outcome
+from ._serde import dumps, error_info, loads
+from ._signals import LeaseLost, SuspendSignal
+from .errors import ChildWorkflowFailed, EventTimeout, PollTimeout
+
+if TYPE_CHECKING:
+    from ._context import WorkflowContext
+    from ._definitions import WorkflowDefinition
+
+__all__ = ["ChildHandle", "EventWait", "Hook"]
+
+T = TypeVar("T")
+_CHILD_NAMESPACE = uuid.UUID("5f0b6a43-2c1e-4d55-9a57-0e4f0c6d2b71")
+
+
+# -- sleeping -------------------------------------------------------------------------
+
+
+async def sleep(ctx: WorkflowContext, duration: Duration, base: str) -> None:
+    """Checkpoint the wake time once, then wait for it (in place or suspended)."""
+    seconds = parse_duration(duration).total_seconds()
+    await _sleep_to(ctx, base, lambda now: now + timedelta(seconds=seconds))
+
+
+async def sleep_until(ctx: WorkflowContext, when: datetime, base: str) -> None:
+    """Like sleep, to an absolute timezone-aware time."""
+    if when.tzinfo is None:
+        raise ValueError("sleep_until: 'when' must be timezone-aware")
+    await _sleep_to(ctx, base, lambda _now: when)
+
+
+async def _sleep_to(ctx: WorkflowContext, base: str, wake: Callable[[datetime], datetime]) -> None:
+    name = ctx._name(base)
+    row = ctx._steps.get(name)
+    if row is not None and row.completed_at is not None:
+        wake_at = row.completed_at
+    else:
+        ctx._before_new_work()
+        now = ctx._clock.now()
+        wake_at = wake(now)
+        # The wake time is the checkpoint: a replay waits for what is left, never anew.
+        await ctx._checkpoint(name, "sleep", "completed", dumps(wake_at), "datetime", None, 1,
+                              now, wake_at)
+    ctx._time = max(ctx._time, wake_at)
+    await ctx._wait_until(wake_at, {"kind": "sleep", "step": name})
+
+
+# -- resume hooks ---------------------------------------------------------------------
+
+
+class Hook:
+    """A resume hook: send ``url`` to a person or system, then ``await wait()``."""
+
+    def __init__(self, ctx: WorkflowContext, hook_id: str, name: str) -> None:
+        self._ctx = ctx
+        self.id = hook_id
+        self.name = name
+
+    @property
+    def url(self) -> str:
+        """Where a decision is posted (GET with ?decision=… works from an email link)."""
+        return f"{self._ctx._settings.base_url.rstrip('/')}/hooks/{self.id}"
+
+    def url_for(self, decision: str | Outcome) -> str:
+        """A one-click link for ``decision`` (e.g. an Approve button in an email)."""
+        return f"{self.url}?decision={Outcome(decision).value}"
+
+    async def wait(self) -> Decision:
+        """Activate the hook and suspend until a decision arrives or the timeout passes."""
+        ctx = self._ctx
+        step = ctx._name(self.name)
+        row = ctx._steps.get(step)
+        if row is not None and row.status == "completed":
+            ctx._time = row.completed_at or ctx._time
+            return Decision.model_validate_json(row.result or "{}")
+        store, now = ctx._store, ctx._clock.now()
+        while True:
+            hook = await store.get_hook(self.id)
+            if hook is None:
+                raise LeaseLost()  # the run was deleted under us
+            status = hook["status"]
+            if status == "consumed":
+                decision = Decision(outcome=hook["decision"], data=loads(hook["data"]) or {})
+            elif status == "expired" or (
+                status == "active" and hook["expires_at"] is not None and hook["expires_at"] <= now
+            ):
+                if status == "active" and not await store.expire_hook(self.id, now):
+                    continue  # a decision won the race; read it
+                decision = Decision(outcome=hook["on_timeout"], timed_out=True)
+            elif status == "pending":
+                await store.activate_hook(self.id, now)
+                continue
+            else:
+                ctx._before_new_work()
+                wait = {"kind": "hook", "step": step, "hook_id": self.id}
+                raise SuspendSignal(hook["expires_at"], wait)
+            break
+        await ctx._checkpoint(step, "wait", "completed", decision.model_dump_json(), None, None,
+                              1, now, now)
+        ctx._time = now
+        await ctx._emit("run_resumed", step=step, outcome=decision.outcome.value,
+                        timed_out=decision.timed_out)
+        return decision
+
+
+async def create_hook(
+    ctx: WorkflowContext,
+    name: str,
+    timeout: Duration | None,
+    on_timeout: str,
+    metadata: Mapping[str, Any] | None,
+    hook_id: str | None,
+) -> Hook:
+    """Persist a pending hook with an unguessable id (or the given template) once."""
+    step = ctx._name(f"hook:{name}")
+    row = ctx._steps.get(step)
+    if row is not None:
+        return Hook(ctx, loads(row.result), name)
+    fallback = Outcome(on_timeout).value
+    seconds = None if timeout is None else parse_duration(timeout, field="timeout").total_seconds()
+    ctx._before_new_work()
+    if hook_id is None:
+        new_id = f"webhook_{ctx.run_id}_{name}_{secrets.token_urlsafe(24)}"
+    else:
+        new_id = hook_id.format(run_id=ctx.run_id, name=name, random=secrets.token_urlsafe(24))
+    ok = await ctx._store.insert_hook(ctx.run_id, ctx._worker, new_id, name, step, fallback,
+                                      seconds, dumps(dict(metadata or {})), ctx._clock.now())
+    if not ok:
+        raise LeaseLost()
+    ctx._steps[step] = row_for(step, "hook", dumps(new_id))
+    return Hook(ctx, new_id, name)
+
+
+def row_for(name: str, kind: str, result: str | None, status: str = "completed") -> Any:
+    """A local checkpoint row mirroring what a combined statement just wrote."""
+    from ._context import StepRow
+
+    return StepRow(name, kind, status, result, None, None, 1, None)
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+class EventWait:
+    """Interest in an event, registered durably; ``await wait()`` returns its payload."""
+
+    def __init__(self, ctx: WorkflowContext, step: str, event_type: str) -> None:
+        self._ctx = ctx
+        self.step = step
+        self.event_type = event_type
+
+    async def wait(self) -> Any:
+        """Suspend until the event arrives; EventTimeout if the timeout passes first."""
+        ctx = self._ctx
+        row = ctx._steps.get(self.step)
+        if row is not None and row.status == "completed":
+            return loads(row.result)
+        if row is not None and row.status == "failed":
+            raise EventTimeout(f"no {self.event_type!r} event arrived in time")
+        store = ctx._store
+        while True:
+            now = ctx._clock.now()
+            state = await store.get_event_wait(ctx.run_id, self.step)
+            if state is None:
+                raise LeaseLost()
+            if state["status"] == "delivered":
+                payload = state["payload"]
+                await ctx._checkpoint(self.step, "event", "completed", payload, None, None, 1,
+                                      None, now)
+                ctx._time = now
+                await ctx._emit("run_resumed", step=self.step, event_type=self.event_type)
+                return loads(payload)
+            expires = state["expires_at"]
+            if state["status"] == "expired" or (expires is not None and expires <= now):
+                if state["status"] == "waiting" and not await store.expire_event_wait(
+                    ctx.run_id, self.step
+                ):
+                    continue
+                message = f"no {self.event_type!r} event arrived in time"
+                await ctx._checkpoint(self.step, "event", "failed", None, None,
+                                      dumps(error_info(EventTimeout(message))), 1, None, now)
+                raise EventTimeout(message)
+            ctx._before_new_work()
+            raise SuspendSignal(expires, {"kind": "event", "step": self.step,
+                                          "event_type": self.event_type})
+
+
+async def expect_event(
+    ctx: WorkflowContext, event_type: str, match: Mapping[str, Any] | None,
+    timeout: Duration | None,
+) -> EventWait:
+    """Register the wait once; events sent from now on are kept for it."""
+    step = ctx._name(f"event:{event_type}")
+    if step not in ctx._steps:
+        ctx._before_new_work()
+        now = ctx._clock.now()
+        expires = None if timeout is None else now + parse_duration(timeout, field="timeout")
+        ok = await ctx._store.insert_event_wait(ctx.run_id, ctx._worker, step, event_type,
+                                                dumps(dict(match or {})), now, expires)
+        if not ok:
+            raise LeaseLost()
+        ctx._steps[step] = row_for(step, "event", None, "running")
+    return EventWait(ctx, step, event_type)
+
+
+# -- child workflows ------------------------------------------------------------------
+
+
+class ChildHandle(Generic[T]):
+    """A started child run; ``await result()`` waits for it without holding a worker."""
+
+    def __init__(
+        self, ctx: WorkflowContext, run_id: str, definition: WorkflowDefinition[Any, T]
+    ) -> None:
+        self._ctx = ctx
+        self.run_id = run_id
+        self.definition = definition
+
+    async def result(self) -> T:
+        """The child's output; ChildWorkflowFailed if it was rolled back or failed."""
+        ctx = self._ctx
+        step = ctx._name(f"join:{self.definition.name}")
+        row = ctx._steps.get(step)
+        if row is None or row.status not in ("completed", "failed"):
+            row = await self._await_child(step)
+        if row.status == "failed":
+            error = loads(row.error) or {}
+            raise ChildWorkflowFailed(error.get("message"), run_id=self.run_id,
+                                      status=error.get("status", "failed"))
+        output: T = self.definition.output_adapter.validate_json(row.result or "null")
+        return output
+
+    async def _await_child(self, step: str) -> Any:
+        ctx = self._ctx
+        outcome = await ctx._store.get_run_outcome(self.run_id)
+        if outcome is None:
+            raise LeaseLost()
+        status, now = outcome["status"], ctx._clock.now()
+        if status == "completed":
+            await ctx._checkpoint(step, "child", "completed", outcome["output"], None, None, 1,
+                                  None, now)
+        elif status in ("compensated", "failed"):
+            cause = loads(outcome["error"]) or {}
+            message = (f"child workflow {self.definition.name!r} ({self.run_id}) ended "
+                       f"{status}: {cause.get('message', '')}")
+            error = {"type": "ChildWorkflowFailed", "message": message, "status": status}
+            await ctx._checkpoint(step, "child", "failed", None, None, dumps(error), 1, None, now)
+        else:
+            ctx._before_new_work()
+            raise SuspendSignal(None, {"kind": "child", "step": step, "child_run_id": self.run_id})
+        ctx._time = now
+        return ctx._steps[step]
+
+
+async def start_child(
+    ctx: WorkflowContext, workflow: WorkflowDefinition[Any, T] | str, input: Any,
+    detached: bool, version: int | None,
+) -> ChildHandle[T]:
+    """Create the child run and the parent's checkpoint in one statement, once."""
+    if isinstance(workflow, str):
+        definition = (ctx._registry.get(workflow) if version is None
+                      else ctx._registry.get_version(workflow, version))
+    else:
+        definition = workflow
+    step = ctx._name(f"child:{definition.name}")
+    row = ctx._steps.get(step)
+    if row is not None:
+        return ChildHandle(ctx, loads(row.result), definition)
+    ctx._before_new_work()
+    value = definition.validate_input(input)
+    child_id = str(uuid.uuid5(_CHILD_NAMESPACE, f"{ctx.run_id}/{step}"))
+    ok = await ctx._store.insert_child(
+        ctx.run_id, ctx._worker, child_id, definition.name, definition.version,
+        definition.queue, definition.dump_input(value), step, detached, ctx._clock.now(),
+        definition.timeout.total_seconds(),
+    )
+    if not ok:
+        raise LeaseLost()
+    ctx._steps[step] = row_for(step, "child", dumps(child_id))
+    return ChildHandle(ctx, child_id, definition)
+
+
+# -- polling --------------------------------------------------------------------------
+
+
+async def poll(
+    ctx: WorkflowContext, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
+    until: Callable[[Any], bool], interval: Duration, timeout: Duration, max_attempts: int,
+) -> Any:
+    """Each attempt is a checkpointed step and each pause a durable sleep."""
+    pause = parse_duration(interval, field="interval")
+    limit = parse_duration(timeout, field="timeout")
+    if max_attempts < 1:
+        raise ValueError("max_attempts: must be at least 1")
+    deadline: datetime | None = None
+    for attempt in range(1, max_attempts + 1):
+        value = await ctx.step(name, fn, *args).run()
+        if until(value):
+            return value
+        if deadline is None:
+            deadline = ctx.workflow_time() + limit
+        if attempt == max_attempts:
+            raise PollTimeout(f"poll {name!r}: condition not met after {attempt} attempts")
+        if ctx.workflow_time() + pause > deadline:
+            raise PollTimeout(f"poll {name!r}: condition not met within {limit}")
+        await sleep(ctx, pause, f"{name}:wait")
+    raise AssertionError("unreachable")

@@ -1,0 +1,374 @@
+-- Every statement forgeflow sends to PostgreSQL, each under a "-- name: x" header.
+-- Statements that write on behalf of a worker check its lease in the same statement:
+-- a worker that lost its lease (paused, partitioned) has its write refused by the
+-- database, and the row lock taken by the check keeps a claimer out while it commits.
+
+-- name: insert_run
+INSERT INTO forgeflow.workflow_runs
+    (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
+     created_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $7)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, pg_notify('forgeflow_wakeup', queue);
+
+-- name: run_id_by_idempotency_key
+SELECT id FROM forgeflow.workflow_runs WHERE idempotency_key = $1;
+
+-- name: claim_runs
+WITH candidates AS (
+    SELECT id FROM forgeflow.workflow_runs
+    WHERE runnable_at IS NOT NULL
+      AND runnable_at <= $1
+      AND queue = ANY($2::text[])
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+      AND (workflow, version) IN (SELECT * FROM unnest($3::text[], $4::int[]))
+    ORDER BY runnable_at
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE forgeflow.workflow_runs r
+SET lease_owner = $6,
+    lease_expires_at = now() + make_interval(secs => $7),
+    status = CASE WHEN r.status IN ('created', 'waiting') THEN 'running' ELSE r.status END,
+    started_at = coalesce(r.started_at, $1),
+    deadline = coalesce(r.deadline, $1 + make_interval(secs => r.timeout_seconds)),
+    runnable_at = $1,
+    wake_requested = false,
+    executions = r.executions + 1,
+    updated_at = now()
+FROM candidates c
+WHERE r.id = c.id
+RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
+          r.error, r.started_at, r.deadline, r.parent_run_id,
+          pg_notify('forgeflow_run_changed', r.id);
+
+-- name: claim_run
+UPDATE forgeflow.workflow_runs r
+SET lease_owner = $2,
+    lease_expires_at = now() + make_interval(secs => $3),
+    status = CASE WHEN r.status IN ('created', 'waiting') THEN 'running' ELSE r.status END,
+    started_at = coalesce(r.started_at, $4),
+    deadline = coalesce(r.deadline, $4 + make_interval(secs => r.timeout_seconds)),
+    runnable_at = $4,
+    wake_requested = false,
+    executions = r.executions + 1,
+    updated_at = now()
+WHERE r.id = $1
+  AND r.runnable_at IS NOT NULL
+  AND r.runnable_at <= $4
+  AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
+          r.error, r.started_at, r.deadline, r.parent_run_id,
+          pg_notify('forgeflow_run_changed', r.id);
+
+-- name: next_runnable_at
+-- When the claim loop should look again: a timer coming due or a lease running out.
+SELECT min(greatest(runnable_at, coalesce(lease_expires_at, runnable_at)))
+FROM forgeflow.workflow_runs
+WHERE runnable_at IS NOT NULL
+  AND queue = ANY($1::text[])
+  AND (workflow, version) IN (SELECT * FROM unnest($2::text[], $3::int[]));
+
+-- name: load_steps
+SELECT name, kind, status, result, result_type, error, attempts, completed_at
+FROM forgeflow.workflow_steps WHERE run_id = $1;
+
+-- name: checkpoint_step
+-- The hot path: one statement writes the checkpoint, verifies the lease and reports
+-- whether a cancel was requested meanwhile.
+WITH run AS (
+    SELECT cancel_requested FROM forgeflow.workflow_runs
+    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
+    FOR KEY SHARE
+), saved AS (
+    INSERT INTO forgeflow.workflow_steps
+        (run_id, name, kind, status, result, result_type, error, attempts, started_at,
+         completed_at, input)
+    SELECT $1, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10, $11, $12::jsonb FROM run
+    ON CONFLICT (run_id, name) DO UPDATE
+    SET kind = excluded.kind, status = excluded.status, result = excluded.result,
+        input = coalesce(excluded.input, forgeflow.workflow_steps.input),
+        result_type = excluded.result_type, error = excluded.error,
+        attempts = excluded.attempts,
+        started_at = coalesce(forgeflow.workflow_steps.started_at, excluded.started_at),
+        completed_at = excluded.completed_at
+)
+SELECT cancel_requested, pg_notify('forgeflow_step', $1) FROM run;
+
+-- name: mark_compensated
+WITH run AS (
+    SELECT 1 FROM forgeflow.workflow_runs
+    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
+    FOR KEY SHARE
+)
+UPDATE forgeflow.workflow_steps s
+SET status = CASE WHEN $4::jsonb IS NULL THEN 'compensated' ELSE s.status END,
+    compensated_at = $3, compensation_error = $4::jsonb
+FROM run
+WHERE s.run_id = $1 AND s.name = $5
+RETURNING s.name;
+
+-- name: heartbeat
+UPDATE forgeflow.workflow_runs
+SET lease_expires_at = now() + make_interval(secs => $3)
+WHERE lease_owner = $1 AND id = ANY($2::text[])
+RETURNING id;
+
+-- name: suspend_run
+-- A wake-up that arrived while the run was still executing (wake_requested) makes the
+-- run claimable at once instead of at its timer, so no decision or event is lost.
+UPDATE forgeflow.workflow_runs
+SET status = 'waiting', wait = $3::jsonb,
+    runnable_at = CASE WHEN wake_requested THEN $5 ELSE $4 END,
+    wake_requested = false,
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND NOT cancel_requested
+RETURNING id, pg_notify('forgeflow_run_changed', id),
+          CASE WHEN runnable_at <= $5 THEN pg_notify('forgeflow_wakeup', queue) END;
+
+-- name: release_run
+UPDATE forgeflow.workflow_runs
+SET lease_owner = NULL, lease_expires_at = NULL, runnable_at = $3, updated_at = now()
+WHERE id = $1 AND lease_owner = $2
+RETURNING id, pg_notify('forgeflow_wakeup', queue);
+
+-- name: start_compensation
+UPDATE forgeflow.workflow_runs
+SET status = 'compensating', end_reason = $3, error = $4::jsonb, wait = NULL,
+    updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
+RETURNING id, pg_notify('forgeflow_run_changed', id);
+
+-- name: finish_run
+-- Ends a run and, in the same statement, wakes the parent that waits for it.
+WITH done AS (
+    UPDATE forgeflow.workflow_runs
+    SET status = $3, output = $4::jsonb, error = coalesce($5::jsonb, error),
+        end_reason = coalesce($6, end_reason), completed_at = $7, runnable_at = NULL,
+        lease_owner = NULL, lease_expires_at = NULL, wait = NULL, updated_at = now()
+    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
+    RETURNING id, parent_run_id, status
+), parent AS (
+    UPDATE forgeflow.workflow_runs p
+    SET wake_requested = true,
+        runnable_at = CASE WHEN p.status = 'waiting' THEN $7 ELSE p.runnable_at END
+    FROM done
+    WHERE p.id = done.parent_run_id
+      AND p.status NOT IN ('completed', 'compensated', 'failed')
+    RETURNING p.queue
+)
+SELECT done.id,
+       pg_notify('forgeflow_run_changed', done.id),
+       (SELECT count(pg_notify('forgeflow_wakeup', parent.queue)) FROM parent)
+FROM done;
+
+-- name: request_cancel
+-- Marks the run and its non-detached descendants; idle ones become claimable now so a
+-- worker replays them to rebuild their compensations.
+WITH RECURSIVE tree AS (
+    SELECT id FROM forgeflow.workflow_runs WHERE id = $1
+    UNION ALL
+    SELECT c.id FROM forgeflow.workflow_runs c JOIN tree t ON c.parent_run_id = t.id
+    WHERE NOT c.detached
+), marked AS (
+    UPDATE forgeflow.workflow_runs r
+    SET cancel_requested = true, wake_requested = true,
+        runnable_at = CASE WHEN r.lease_owner IS NULL THEN $2 ELSE r.runnable_at END,
+        updated_at = now()
+    FROM tree
+    WHERE r.id = tree.id
+      AND r.status NOT IN ('completed', 'compensated', 'failed')
+      AND NOT r.cancel_requested
+    RETURNING r.id, r.queue
+)
+SELECT id, pg_notify('forgeflow_cancel', id), pg_notify('forgeflow_wakeup', queue)
+FROM marked;
+
+-- name: wake_run
+UPDATE forgeflow.workflow_runs
+SET wake_requested = true,
+    runnable_at = CASE WHEN lease_owner IS NULL THEN $2 ELSE runnable_at END,
+    updated_at = now()
+WHERE id = $1 AND status NOT IN ('completed', 'compensated', 'failed')
+RETURNING id, pg_notify('forgeflow_wakeup', queue);
+
+-- name: get_run
+SELECT r.id, r.workflow, r.version, r.queue, r.status, r.input, r.output, r.error,
+       r.end_reason, r.cancel_requested, r.wait, r.runnable_at, r.deadline,
+       r.lease_owner, r.parent_run_id, r.detached, r.executions, r.created_at,
+       r.started_at, r.completed_at
+FROM forgeflow.workflow_runs r WHERE r.id = $1;
+
+-- name: get_run_steps
+SELECT name, kind, status, result, error, attempts, started_at, completed_at,
+       compensated_at, compensation_error
+FROM forgeflow.workflow_steps WHERE run_id = $1
+ORDER BY completed_at NULLS LAST, started_at NULLS LAST, name;
+
+-- name: get_run_hooks
+SELECT h.id, h.run_id, h.workflow, h.name, h.step, h.status, h.on_timeout, h.metadata,
+       h.decision, h.data, h.created_at, h.activated_at, h.expires_at, h.resolved_at
+FROM forgeflow.hooks h WHERE h.run_id = $1 ORDER BY h.created_at;
+
+-- name: list_runs
+SELECT r.id, r.workflow, r.version, r.queue, r.status, r.input, r.output, r.error,
+       r.end_reason, r.cancel_requested, r.wait, r.runnable_at, r.deadline,
+       r.lease_owner, r.parent_run_id, r.detached, r.executions, r.created_at,
+       r.started_at, r.completed_at
+FROM forgeflow.workflow_runs r
+WHERE ($1::text IS NULL OR r.status = $1)
+  AND ($2::text IS NULL OR r.workflow = $2)
+  AND ($3::timestamptz IS NULL OR (r.created_at, r.id) < ($3, $4))
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT $5;
+
+-- name: insert_hook
+WITH run AS (
+    SELECT workflow FROM forgeflow.workflow_runs
+    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
+    FOR KEY SHARE
+), hook AS (
+    INSERT INTO forgeflow.hooks
+        (id, run_id, workflow, name, step, on_timeout, timeout_seconds, metadata, created_at)
+    SELECT $3, $1, run.workflow, $4, $5, $6, $7, $8::jsonb, $9 FROM run
+), saved AS (
+    INSERT INTO forgeflow.workflow_steps
+        (run_id, name, kind, status, result, attempts, started_at, completed_at)
+    SELECT $1, $5, 'hook', 'completed', to_jsonb($3::text), 1, $9, $9 FROM run
+)
+SELECT 1 FROM run;
+
+-- name: get_hook
+SELECT h.id, h.run_id, h.workflow, h.name, h.step, h.status, h.on_timeout,
+       h.timeout_seconds, h.metadata, h.decision, h.data, h.idempotency_key, h.created_at,
+       h.activated_at, h.expires_at, h.resolved_at
+FROM forgeflow.hooks h WHERE h.id = $1;
+
+-- name: activate_hook
+UPDATE forgeflow.hooks
+SET status = 'active', activated_at = $2,
+    expires_at = CASE WHEN timeout_seconds IS NULL THEN NULL
+                      ELSE $2 + make_interval(secs => timeout_seconds) END
+WHERE id = $1 AND status = 'pending'
+RETURNING expires_at;
+
+-- name: expire_hook
+UPDATE forgeflow.hooks
+SET status = 'expired', resolved_at = $2
+WHERE id = $1 AND status = 'active' AND expires_at <= $2
+RETURNING id;
+
+-- name: resolve_hook
+-- The hook is consumed and its run woken in one statement: exactly one caller wins.
+WITH hook AS (
+    UPDATE forgeflow.hooks
+    SET status = 'consumed', decision = $2, data = $3::jsonb, resolved_at = $4,
+        idempotency_key = $5
+    WHERE id = $1 AND status IN ('pending', 'active')
+      AND (expires_at IS NULL OR expires_at > $4)
+    RETURNING run_id
+), woken AS (
+    UPDATE forgeflow.workflow_runs r
+    SET wake_requested = true,
+        runnable_at = CASE WHEN r.lease_owner IS NULL THEN $4 ELSE r.runnable_at END,
+        updated_at = now()
+    FROM hook
+    WHERE r.id = hook.run_id AND r.status NOT IN ('completed', 'compensated', 'failed')
+    RETURNING r.queue
+)
+SELECT hook.run_id, (SELECT count(pg_notify('forgeflow_wakeup', queue)) FROM woken)
+FROM hook;
+
+-- name: list_hooks
+SELECT h.id, h.run_id, h.workflow, h.name, h.step, h.status, h.on_timeout, h.metadata,
+       h.decision, h.data, h.created_at, h.activated_at, h.expires_at, h.resolved_at
+FROM forgeflow.hooks h
+WHERE ($1::text IS NULL OR h.status = $1)
+  AND ($2::text IS NULL OR h.workflow = $2)
+ORDER BY h.created_at
+LIMIT $3;
+
+-- name: insert_event_wait
+WITH run AS (
+    SELECT 1 FROM forgeflow.workflow_runs
+    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
+    FOR KEY SHARE
+), wait AS (
+    INSERT INTO forgeflow.event_waits (run_id, step, event_type, match, created_at, expires_at)
+    SELECT $1, $3, $4, $5::jsonb, $6, $7 FROM run
+), saved AS (
+    INSERT INTO forgeflow.workflow_steps
+        (run_id, name, kind, status, result, attempts, started_at, completed_at)
+    SELECT $1, $3, 'event', 'running', NULL, 1, $6, NULL FROM run
+    ON CONFLICT (run_id, name) DO NOTHING
+)
+SELECT 1 FROM run;
+
+-- name: get_event_wait
+SELECT status, payload, expires_at FROM forgeflow.event_waits WHERE run_id = $1 AND step = $2;
+
+-- name: expire_event_wait
+UPDATE forgeflow.event_waits SET status = 'expired'
+WHERE run_id = $1 AND step = $2 AND status = 'waiting'
+RETURNING step;
+
+-- name: send_event
+WITH delivered AS (
+    UPDATE forgeflow.event_waits
+    SET status = 'delivered', payload = $2::jsonb, delivered_at = $3
+    WHERE event_type = $1 AND status = 'waiting' AND $2::jsonb @> match
+      AND (expires_at IS NULL OR expires_at > $3)
+    RETURNING run_id
+), woken AS (
+    UPDATE forgeflow.workflow_runs r
+    SET wake_requested = true,
+        runnable_at = CASE WHEN r.lease_owner IS NULL THEN $3 ELSE r.runnable_at END,
+        updated_at = now()
+    WHERE r.id IN (SELECT run_id FROM delivered)
+      AND r.status NOT IN ('completed', 'compensated', 'failed')
+    RETURNING r.queue
+)
+SELECT (SELECT count(*) FROM delivered),
+       (SELECT count(pg_notify('forgeflow_wakeup', q)) FROM (SELECT DISTINCT queue AS q FROM woken) x);
+
+-- name: insert_child
+WITH run AS (
+    SELECT queue FROM forgeflow.workflow_runs
+    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
+    FOR KEY SHARE
+), child AS (
+    INSERT INTO forgeflow.workflow_runs
+        (id, workflow, version, queue, input, parent_run_id, parent_step, detached,
+         runnable_at, timeout_seconds, created_at)
+    SELECT $3, $4, $5, coalesce($6, run.queue), $7::jsonb, $1, $8, $9, $10, $11, $10 FROM run
+    ON CONFLICT (id) DO NOTHING
+    RETURNING queue
+), saved AS (
+    INSERT INTO forgeflow.workflow_steps
+        (run_id, name, kind, status, result, attempts, started_at, completed_at)
+    SELECT $1, $8, 'child', 'completed', to_jsonb($3::text), 1, $10, $10 FROM run
+)
+SELECT (SELECT count(pg_notify('forgeflow_wakeup', queue)) FROM child) FROM run;
+
+-- name: get_run_outcome
+SELECT status, output, error, end_reason FROM forgeflow.workflow_runs WHERE id = $1;
+
+-- name: migration_lock
+SELECT pg_advisory_lock($1);
+
+-- name: migration_unlock
+SELECT pg_advisory_unlock($1);
+
+-- name: create_migrations_table
+CREATE SCHEMA IF NOT EXISTS forgeflow;
+CREATE TABLE IF NOT EXISTS forgeflow.schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: applied_migrations
+SELECT version FROM forgeflow.schema_migrations ORDER BY version;
+
+-- name: insert_migration
+INSERT INTO forgeflow.schema_migrations (version, name) VALUES ($1, $2);
