@@ -111,6 +111,8 @@ class WorkflowContext:
     async def parallel(self, *runners: StepRunner[Any]) -> list[Any]:
         """Run several steps concurrently; their results in the order given."""
         results: list[Any] = [None] * len(runners)
+        # Concurrent steps cannot share the run's one connection: use the pool meanwhile.
+        held, self._store = self._store, self._store.bind(self._store.pool)
 
         async def one(index: int, runner: StepRunner[Any]) -> None:
             results[index] = await runner.run()
@@ -121,6 +123,8 @@ class WorkflowContext:
                     group.start_soon(one, index, runner)
         except BaseExceptionGroup as exc:
             raise _most_important(exc) from None
+        finally:
+            self._store = held
         return results
 
     def idempotency_key(self, step: str) -> str:

@@ -47,14 +47,23 @@ class Executor:
         if definition is None:
             await self.store.release_run(run_id, worker_id, self.clock.now())
             return "released"
-        steps = {r["name"]: StepRow(*r) for r in await self.store.load_steps(run_id)}
+        # The run holds one pooled connection while it executes: every checkpoint then
+        # costs exactly its round trip, without the pool's acquire/release bookkeeping.
+        async with self.store.pool.acquire() as conn:
+            return await self._execute_on(self.store.bind(conn), run, definition, worker_id)
+
+    async def _execute_on(
+        self, store: Store, run: Record, definition: WorkflowDefinition[Any, Any], worker_id: str
+    ) -> str:
+        run_id: str = run["id"]
+        steps = {r["name"]: StepRow(*r) for r in await store.load_steps(run_id)}
         stop = self._stop_reason(run)
         ctx = WorkflowContext(
             run_id=run_id,
             definition=definition,
             started_at=run["started_at"],
             steps=steps,
-            store=self.store,
+            store=store,
             registry=self.registry,
             clock=self.clock,
             emitter=self.emitter,
@@ -94,7 +103,7 @@ class Executor:
         except SuspendSignal as signal:
             return await self._suspend(ctx, definition, signal)
         except ReleaseSignal:
-            await self.store.release_run(ctx.run_id, ctx._worker, self.clock.now())
+            await ctx._store.release_run(ctx.run_id, ctx._worker, self.clock.now())
             ctx.log.info("run_released")
             return "released"
         except CancelSignal as exc:
@@ -135,7 +144,7 @@ class Executor:
         # A waiting run past its deadline is woken to be compensated.
         if wake_at is None or wake_at > deadline:
             wake_at = deadline
-        ok = await self.store.suspend_run(ctx.run_id, ctx._worker, dumps(signal.wait), wake_at,
+        ok = await ctx._store.suspend_run(ctx.run_id, ctx._worker, dumps(signal.wait), wake_at,
                                           self.clock.now())
         if not ok:
             # Refused: a cancel arrived since the last checkpoint. Roll back now.
@@ -147,7 +156,7 @@ class Executor:
 
     async def _complete(self, ctx: WorkflowContext, output_json: str) -> str:
         now = self.clock.now()
-        if not await self.store.finish_run(ctx.run_id, ctx._worker, "completed", output_json,
+        if not await ctx._store.finish_run(ctx.run_id, ctx._worker, "completed", output_json,
                                            None, None, now):
             raise LeaseLost()
         await ctx._emit("run_finished", status="completed",
@@ -171,7 +180,7 @@ class Executor:
             error_json = run["error"]
         else:
             error_json = dumps(info)
-            if not await self.store.start_compensation(ctx.run_id, ctx._worker, reason, error_json):
+            if not await ctx._store.start_compensation(ctx.run_id, ctx._worker, reason, error_json):
                 raise LeaseLost()
         if reason == "cancel":
             await ctx._emit("run_cancelled")
@@ -185,7 +194,7 @@ class Executor:
             status = "compensated"
         else:
             status = "failed"
-        if not await self.store.finish_run(ctx.run_id, ctx._worker, status, None, final_error,
+        if not await ctx._store.finish_run(ctx.run_id, ctx._worker, status, None, final_error,
                                            reason, self.clock.now()):
             raise LeaseLost()
         await ctx._emit("run_finished", status=status, reason=reason, error=info.get("message"))

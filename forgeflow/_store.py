@@ -32,9 +32,15 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 class Store:
     """PostgreSQL access for forgeflow: a pool and one method per named statement."""
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str, db: Any = None) -> None:
         self.pool = pool
         self.dsn = dsn
+        # What statements run on: the pool, or one connection held by an executing run.
+        self._db: Any = pool if db is None else db
+
+    def bind(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> Store:
+        """A store whose statements all run on ``conn`` (one run's execution)."""
+        return Store(self.pool, self.dsn, conn)
 
     @classmethod
     async def open(
@@ -78,19 +84,19 @@ class Store:
 
     async def _fetch(self, name: str, *args: Any) -> list[Record]:
         try:
-            return await self.pool.fetch(Q[name], *args)
+            return await self._db.fetch(Q[name], *args)
         except asyncpg.PostgresError as exc:
             raise DatabaseError(f"{name}: {exc}") from exc
 
     async def _fetchrow(self, name: str, *args: Any) -> Record | None:
         try:
-            return await self.pool.fetchrow(Q[name], *args)
+            return await self._db.fetchrow(Q[name], *args)
         except asyncpg.PostgresError as exc:
             raise DatabaseError(f"{name}: {exc}") from exc
 
     async def _fetchval(self, name: str, *args: Any) -> Any:
         try:
-            return await self.pool.fetchval(Q[name], *args)
+            return await self._db.fetchval(Q[name], *args)
         except asyncpg.PostgresError as exc:
             raise DatabaseError(f"{name}: {exc}") from exc
 
@@ -165,7 +171,7 @@ class Store:
     ) -> bool | None:
         """Write a checkpoint if ``worker`` holds the lease: cancel_requested, or None if not."""
         try:
-            value: bool | None = await self.pool.fetchval(
+            value: bool | None = await self._db.fetchval(
                 Q["checkpoint_step"],
                 run_id,
                 worker,
@@ -279,7 +285,7 @@ class Store:
         """Create a pending hook and its checkpoint in one statement; False if lease lost."""
         args = (run_id, worker, hook_id, name, step, on_timeout, timeout_seconds, metadata_json)
         try:
-            return await self.pool.fetchval(Q["insert_hook"], *args, now) is not None
+            return await self._db.fetchval(Q["insert_hook"], *args, now) is not None
         except asyncpg.UniqueViolationError as exc:
             raise DatabaseError(f"a hook with id {hook_id!r} already exists") from exc
         except asyncpg.PostgresError as exc:

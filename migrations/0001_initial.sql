@@ -46,8 +46,11 @@ CREATE INDEX workflow_runs_parent_idx ON forgeflow.workflow_runs (parent_run_id)
 CREATE INDEX workflow_runs_lease_idx ON forgeflow.workflow_runs (lease_owner)
     WHERE lease_owner IS NOT NULL;
 
+-- No foreign key to workflow_runs: every write here is made by a statement that has just
+-- found (and key-share locked) the run while checking the lease, and a foreign key would
+-- take that same lock a second time on the hot path.
 CREATE TABLE forgeflow.workflow_steps (
-    run_id             text NOT NULL REFERENCES forgeflow.workflow_runs (id) ON DELETE CASCADE,
+    run_id             text NOT NULL,
     name               text NOT NULL,
     -- step, sleep, hook, wait, event, child, poll: what kind of checkpoint this is.
     kind               text NOT NULL DEFAULT 'step',

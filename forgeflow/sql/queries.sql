@@ -93,7 +93,7 @@ WITH run AS (
         started_at = coalesce(forgeflow.workflow_steps.started_at, excluded.started_at),
         completed_at = excluded.completed_at
 )
-SELECT cancel_requested, pg_notify('forgeflow_step', $1) FROM run;
+SELECT cancel_requested FROM run;
 
 -- name: mark_compensated
 WITH run AS (
