@@ -21,7 +21,7 @@ from ._executor import Executor
 from ._models import Outcome, WorkflowRecord, WorkflowStatus
 from ._notify import Notifications
 from ._records import hook_record, run_record, step_record
-from ._serde import dumps, loads
+from ._serde import dumps
 from ._store import Store
 from ._worker import LeaseKeeper, Worker, new_worker_id
 from .errors import (
@@ -58,11 +58,15 @@ class Forgeflow:
         self.registry = registry if registry is not None else default_registry
         self._clock: Clock = clock or SystemClock()
         self.settings = EngineSettings(
-            sleep_threshold=parse_duration(sleep_threshold, field="sleep_threshold").total_seconds(),
+            sleep_threshold=parse_duration(
+                sleep_threshold, field="sleep_threshold"
+            ).total_seconds(),
             lease_seconds=parse_duration(lease, field="lease").total_seconds(),
             base_url=base_url or "http://localhost:8000",
         )
-        self._executor = Executor(store, self.registry, self._clock, Emitter(listeners), self.settings)
+        self._executor = Executor(
+            store, self.registry, self._clock, Emitter(listeners), self.settings
+        )
         self._notifications = Notifications(store)
         self._notifications.on_cancel.append(self._on_cancel)
 
@@ -83,10 +87,18 @@ class Forgeflow:
         migrate: bool = True,
     ) -> AsyncIterator[Forgeflow]:
         """Connect (DSN, else FORGEFLOW_DATABASE_URL, else the embedded server) and migrate."""
-        store = await Store.open(await resolve_dsn(dsn), min_size=min_pool, max_size=max_pool,
-                                 migrate=migrate)
-        client = cls(store, registry=registry, base_url=base_url, listeners=listeners,
-                     clock=clock, sleep_threshold=sleep_threshold, lease=lease)
+        store = await Store.open(
+            await resolve_dsn(dsn), min_size=min_pool, max_size=max_pool, migrate=migrate
+        )
+        client = cls(
+            store,
+            registry=registry,
+            base_url=base_url,
+            listeners=listeners,
+            clock=clock,
+            sleep_threshold=sleep_threshold,
+            lease=lease,
+        )
         try:
             yield client
         finally:
@@ -107,8 +119,9 @@ class Forgeflow:
         if ctx is not None:
             ctx.request_cancel()
 
-    def _definition(self, workflow: WorkflowDefinition[Any, Any] | str, version: int | None
-                    ) -> WorkflowDefinition[Any, Any]:
+    def _definition(
+        self, workflow: WorkflowDefinition[Any, Any] | str, version: int | None
+    ) -> WorkflowDefinition[Any, Any]:
         if isinstance(workflow, WorkflowDefinition):
             return workflow
         if version is None:
@@ -130,13 +143,19 @@ class Forgeflow:
         definition = self._definition(workflow, version)
         value = definition.validate_input(input)
         run_id, created = await self._store.insert_run(
-            str(uuid.uuid4()), definition.name, definition.version, queue or definition.queue,
-            definition.dump_input(value), idempotency_key, self._clock.now(),
+            str(uuid.uuid4()),
+            definition.name,
+            definition.version,
+            queue or definition.queue,
+            definition.dump_input(value),
+            idempotency_key,
+            self._clock.now(),
             definition.timeout.total_seconds(),
         )
         if created:
-            log.info("run_created", run_id=run_id, workflow=definition.name,
-                     version=definition.version)
+            log.info(
+                "run_created", run_id=run_id, workflow=definition.name, version=definition.version
+            )
         return run_id
 
     async def status(self, run_id: str) -> WorkflowRecord:
@@ -145,15 +164,18 @@ class Forgeflow:
         if row is None:
             raise RunNotFound(f"no run with id {run_id!r}")
         steps = [step_record(s) for s in await self._store.get_run_steps(run_id)]
-        hooks = [hook_record(h, self.settings.base_url, self._clock.now())
-                 for h in await self._store.get_run_hooks(run_id)]
+        hooks = [
+            hook_record(h, self.settings.base_url, self._clock.now())
+            for h in await self._store.get_run_hooks(run_id)
+        ]
         record = run_record(row, steps, hooks)
-        if record.status is WorkflowStatus.CREATED or record.worker is None:
-            if self.registry.find(record.workflow, record.version) is None and not record.is_terminal:
-                record.wait = record.wait or {
-                    "kind": "version",
-                    "detail": f"no worker of this client has {record.workflow} v{record.version}",
-                }
+        unknown = self.registry.find(record.workflow, record.version) is None
+        if record.worker is None and unknown and not record.is_terminal:
+            # Say why nothing picks the run up, as far as this process can tell.
+            record.wait = record.wait or {
+                "kind": "version",
+                "detail": f"no worker of this client has {record.workflow} v{record.version}",
+            }
         return record
 
     async def list_runs(
@@ -188,8 +210,13 @@ class Forgeflow:
         error = record.error or {}
         message = f"run {record.run_id} ended {record.status.value}: {error.get('message', '')}"
         kind = WorkflowCancelled if record.end_reason == "cancel" else WorkflowFailed
-        raise kind(message, run_id=record.run_id, status=record.status.value,
-                   reason=record.end_reason, error=error)
+        raise kind(
+            message,
+            run_id=record.run_id,
+            status=record.status.value,
+            reason=record.end_reason,
+            error=error,
+        )
 
     async def watch(self, run_id: str, *, steps: bool = True) -> AsyncIterator[WorkflowRecord]:
         """Yield the run at each change (LISTEN/NOTIFY) until it reaches a terminal status."""
@@ -242,8 +269,9 @@ class Forgeflow:
         """Give a hook its decision and wake its run; returns the run id."""
         outcome = Outcome(decision).value
         now = self._clock.now()
-        run_id = await self._store.resolve_hook(hook_id, outcome, dumps(dict(data or {})), now,
-                                                idempotency_key)
+        run_id = await self._store.resolve_hook(
+            hook_id, outcome, dumps(dict(data or {})), now, idempotency_key
+        )
         if run_id is not None:
             log.info("hook_resumed", hook_id=hook_id, run_id=run_id, decision=outcome)
             return run_id
@@ -251,8 +279,11 @@ class Forgeflow:
         if hook is None:
             raise HookNotFound(f"no resume hook with id {hook_id!r}")
         if hook["status"] == "consumed":
-            same = (idempotency_key is not None and hook["idempotency_key"] == idempotency_key
-                    and hook["decision"] == outcome)
+            same = (
+                idempotency_key is not None
+                and hook["idempotency_key"] == idempotency_key
+                and hook["decision"] == outcome
+            )
             if same:
                 return str(hook["run_id"])
             raise HookAlreadyUsed(f"hook {hook_id!r} already received {hook['decision']!r}")
@@ -268,8 +299,9 @@ class Forgeflow:
 
     async def send_event(self, event_type: str, payload: Mapping[str, Any] | None = None) -> int:
         """Deliver an event to every run waiting for it with a matching filter; how many."""
-        count = await self._store.send_event(event_type, dumps(dict(payload or {})),
-                                             self._clock.now())
+        count = await self._store.send_event(
+            event_type, dumps(dict(payload or {})), self._clock.now()
+        )
         log.info("event_sent", event_type=event_type, resumed=count)
         return count
 
@@ -280,7 +312,9 @@ class Forgeflow:
         return Worker(self, **options)
 
     @overload
-    async def run(self, workflow: WorkflowDefinition[Any, O], input: Any = None, **kw: Any) -> O: ...
+    async def run(
+        self, workflow: WorkflowDefinition[Any, O], input: Any = None, **kw: Any
+    ) -> O: ...
     @overload
     async def run(self, workflow: str, input: Any = None, **kw: Any) -> Any: ...
 
@@ -299,8 +333,9 @@ class Forgeflow:
             while True:
                 changed = self._notifications.run_changed(run_id)
                 try:
-                    row = await self._store.claim_run(run_id, keeper.worker_id,
-                                                      keeper.lease_seconds, self._clock.now())
+                    row = await self._store.claim_run(
+                        run_id, keeper.worker_id, keeper.lease_seconds, self._clock.now()
+                    )
                     if row is not None:
                         await keeper.execute(row)
                         continue

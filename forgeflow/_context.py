@@ -178,8 +178,18 @@ class WorkflowContext:
         row = self._steps.get(name)
         attempt = (row.attempts if row is not None else 0) + 1
         error = row.error if row is not None else None
-        await self._checkpoint(name, "step", "running", None, None, error, attempt,
-                               self._clock.now(), None, dumps(input) if input is not None else None)
+        await self._checkpoint(
+            name,
+            "step",
+            "running",
+            None,
+            None,
+            error,
+            attempt,
+            self._clock.now(),
+            None,
+            dumps(input) if input is not None else None,
+        )
         return attempt
 
     async def record_step_complete(self, name: str, result: Any) -> None:
@@ -187,18 +197,31 @@ class WorkflowContext:
         row = self._steps.get(name)
         text, tag = encode_result(result, name)
         now = self._clock.now()
-        await self._checkpoint(name, "step", "completed", text, tag, None,
-                               row.attempts if row else 1, None, now)
+        await self._checkpoint(
+            name, "step", "completed", text, tag, None, row.attempts if row else 1, None, now
+        )
         self._time = now
         await self._emit("step_completed", step=name)
 
     async def record_step_failure(self, name: str, error: BaseException | str) -> None:
         """Record that the latest attempt of ``name`` failed with ``error``."""
         row = self._steps.get(name)
-        info = error_info(error) if isinstance(error, BaseException) else {
-            "type": "Error", "message": str(error)}
-        await self._checkpoint(name, "step", "failed", None, None, dumps(info),
-                               row.attempts if row else 1, None, self._clock.now())
+        info = (
+            error_info(error)
+            if isinstance(error, BaseException)
+            else {"type": "Error", "message": str(error)}
+        )
+        await self._checkpoint(
+            name,
+            "step",
+            "failed",
+            None,
+            None,
+            dumps(info),
+            row.attempts if row else 1,
+            None,
+            self._clock.now(),
+        )
         await self._emit("step_failed", step=name, error=info["message"])
 
     def add_compensation(self, step: str, fn: Callable[[Any], Any], result: Any = None) -> None:
@@ -219,10 +242,14 @@ class WorkflowContext:
             except Exception as exc:
                 errors.append(exc)
                 info = dumps({**error_info(exc), "step": entry.step})
-                ok = await self._store.mark_compensated(self.run_id, self._worker, entry.step, now, info)
+                ok = await self._store.mark_compensated(
+                    self.run_id, self._worker, entry.step, now, info
+                )
                 await self._emit("compensation_ran", step=entry.step, ok=False, error=str(exc))
             else:
-                ok = await self._store.mark_compensated(self.run_id, self._worker, entry.step, now, None)
+                ok = await self._store.mark_compensated(
+                    self.run_id, self._worker, entry.step, now, None
+                )
                 await self._emit("compensation_ran", step=entry.step, ok=True)
             if not ok:
                 raise LeaseLost()
@@ -261,14 +288,18 @@ class WorkflowContext:
         return await hook.wait()
 
     async def expect_event(
-        self, event_type: str, match: Mapping[str, Any] | None = None,
+        self,
+        event_type: str,
+        match: Mapping[str, Any] | None = None,
         timeout: Duration | None = None,
     ) -> _waits.EventWait:
         """Declare interest in an event now (it is kept until waited on); returns the wait."""
         return await _waits.expect_event(self, event_type, match, timeout)
 
     async def wait_for_event(
-        self, event_type: str, match: Mapping[str, Any] | None = None,
+        self,
+        event_type: str,
+        match: Mapping[str, Any] | None = None,
         timeout: Duration | None = None,
     ) -> Any:
         """Wait for an event whose payload contains ``match``; returns the payload."""
@@ -276,14 +307,21 @@ class WorkflowContext:
         return await pending.wait()
 
     async def start_child(
-        self, workflow: WorkflowDefinition[Any, T] | str, input: Any = None, *,
-        detached: bool = False, version: int | None = None,
+        self,
+        workflow: WorkflowDefinition[Any, T] | str,
+        input: Any = None,
+        *,
+        detached: bool = False,
+        version: int | None = None,
     ) -> _waits.ChildHandle[T]:
         """Start a child workflow; ``await handle.result()`` waits for its output."""
         return await _waits.start_child(self, workflow, input, detached, version)
 
     async def run_child(
-        self, workflow: WorkflowDefinition[Any, T] | str, input: Any = None, *,
+        self,
+        workflow: WorkflowDefinition[Any, T] | str,
+        input: Any = None,
+        *,
         version: int | None = None,
     ) -> T:
         """Run a child workflow and return its output; its failure raises here."""
@@ -291,8 +329,14 @@ class WorkflowContext:
         return await handle.result()
 
     async def poll(
-        self, name: str, fn: Callable[..., Any], *args: Any, until: Callable[[Any], bool],
-        interval: Duration = "30s", timeout: Duration = "1h", max_attempts: int = 120,
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        until: Callable[[Any], bool],
+        interval: Duration = "30s",
+        timeout: Duration = "1h",
+        max_attempts: int = 120,
     ) -> Any:
         """Call ``fn`` (a checkpointed step each time) until ``until(result)`` holds."""
         return await _waits.poll(self, name, fn, args, until, interval, timeout, max_attempts)
@@ -311,21 +355,43 @@ class WorkflowContext:
         if self._releasing:
             raise ReleaseSignal()
 
-    def _push_compensation(self, step: str, fn: Callable[[Any], Any], result: Any, done: bool) -> None:
+    def _push_compensation(
+        self, step: str, fn: Callable[[Any], Any], result: Any, done: bool
+    ) -> None:
         self._compensations.append(_Compensation(step, fn, result, done))
 
     async def _checkpoint(
-        self, name: str, kind: str, status: str, result: str | None, result_type: str | None,
-        error: str | None, attempts: int, started: datetime | None, completed: datetime | None,
+        self,
+        name: str,
+        kind: str,
+        status: str,
+        result: str | None,
+        result_type: str | None,
+        error: str | None,
+        attempts: int,
+        started: datetime | None,
+        completed: datetime | None,
         step_input: str | None = None,
     ) -> None:
         cancel = await self._store.checkpoint_step(
-            self.run_id, self._worker, name, kind, status, result, result_type, error,
-            attempts, started, completed, step_input,
+            self.run_id,
+            self._worker,
+            name,
+            kind,
+            status,
+            result,
+            result_type,
+            error,
+            attempts,
+            started,
+            completed,
+            step_input,
         )
         if cancel is None:
             raise LeaseLost()
-        self._steps[name] = StepRow(name, kind, status, result, result_type, error, attempts, completed)
+        self._steps[name] = StepRow(
+            name, kind, status, result, result_type, error, attempts, completed
+        )
         if cancel and not self.cancel_requested:
             self.request_cancel()
 

@@ -38,8 +38,8 @@ class WorkflowDefinition(Generic[I, O]):
     input_type: Any = None
     output_type: Any = None
     takes_input: bool = True
-    input_adapter: TypeAdapter[Any] = field(repr=False, default=None)  # type: ignore[assignment]
-    output_adapter: TypeAdapter[Any] = field(repr=False, default=None)  # type: ignore[assignment]
+    input_adapter: TypeAdapter[Any] = field(repr=False, default=TypeAdapter(Any))
+    output_adapter: TypeAdapter[Any] = field(repr=False, default=TypeAdapter(Any))
 
     @property
     def key(self) -> tuple[str, int]:

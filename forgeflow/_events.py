@@ -46,7 +46,11 @@ class Emitter:
         self.listeners = tuple(listeners)
 
     async def emit(
-        self, log: structlog.typing.FilteringBoundLogger, name: str, run_id: str, workflow: str,
+        self,
+        log: structlog.typing.FilteringBoundLogger,
+        name: str,
+        run_id: str,
+        workflow: str,
         **fields: Any,
     ) -> None:
         """Log ``name`` on ``log`` and pass it to every listener."""

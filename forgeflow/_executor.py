@@ -91,7 +91,10 @@ class Executor:
         return None
 
     async def _drive(
-        self, ctx: WorkflowContext, definition: WorkflowDefinition[Any, Any], run: Record,
+        self,
+        ctx: WorkflowContext,
+        definition: WorkflowDefinition[Any, Any],
+        run: Record,
         stop: str | None,
     ) -> str:
         first = not ctx._steps and run["status"] != "compensating"
@@ -122,7 +125,10 @@ class Executor:
         return await self._roll_back(ctx, run, reason, error)
 
     async def _call_workflow(
-        self, ctx: WorkflowContext, definition: WorkflowDefinition[Any, Any], input_json: str,
+        self,
+        ctx: WorkflowContext,
+        definition: WorkflowDefinition[Any, Any],
+        input_json: str,
         deadline: datetime | None,
     ) -> Any:
         value = definition.load_input(input_json)
@@ -136,7 +142,9 @@ class Executor:
         raise AssertionError("unreachable")
 
     async def _suspend(
-        self, ctx: WorkflowContext, definition: WorkflowDefinition[Any, Any],
+        self,
+        ctx: WorkflowContext,
+        definition: WorkflowDefinition[Any, Any],
         signal: SuspendSignal,
     ) -> str:
         wake_at = signal.wake_at
@@ -144,32 +152,43 @@ class Executor:
         # A waiting run past its deadline is woken to be compensated.
         if wake_at is None or wake_at > deadline:
             wake_at = deadline
-        ok = await ctx._store.suspend_run(ctx.run_id, ctx._worker, dumps(signal.wait), wake_at,
-                                          self.clock.now())
+        ok = await ctx._store.suspend_run(
+            ctx.run_id, ctx._worker, dumps(signal.wait), wake_at, self.clock.now()
+        )
         if not ok:
             # Refused: a cancel arrived since the last checkpoint. Roll back now.
             ctx.request_cancel()
             return await self._roll_back(ctx, None, "cancel", CancelSignal())
-        await ctx._emit("run_suspended", wait=signal.wait.get("kind"), step=signal.wait.get("step"),
-                        wake_at=wake_at.isoformat())
+        await ctx._emit(
+            "run_suspended",
+            wait=signal.wait.get("kind"),
+            step=signal.wait.get("step"),
+            wake_at=wake_at.isoformat(),
+        )
         return "waiting"
 
     async def _complete(self, ctx: WorkflowContext, output_json: str) -> str:
         now = self.clock.now()
-        if not await ctx._store.finish_run(ctx.run_id, ctx._worker, "completed", output_json,
-                                           None, None, now):
+        if not await ctx._store.finish_run(
+            ctx.run_id, ctx._worker, "completed", output_json, None, None, now
+        ):
             raise LeaseLost()
-        await ctx._emit("run_finished", status="completed",
-                        duration_ms=round((now - ctx.started_at).total_seconds() * 1000, 3))
+        await ctx._emit(
+            "run_finished",
+            status="completed",
+            duration_ms=round((now - ctx.started_at).total_seconds() * 1000, 3),
+        )
         return "completed"
 
     async def _roll_back(
         self, ctx: WorkflowContext, run: Record | None, reason: str, error: BaseException
     ) -> str:
         if isinstance(error, CancelSignal):
-            info = ({"type": "WorkflowCancelled", "message": "the run was cancelled"}
-                    if reason == "cancel" else
-                    {"type": "WorkflowTimeout", "message": "the workflow deadline passed"})
+            info = (
+                {"type": "WorkflowCancelled", "message": "the run was cancelled"}
+                if reason == "cancel"
+                else {"type": "WorkflowTimeout", "message": "the workflow deadline passed"}
+            )
         else:
             info = error_info(error)
             step = getattr(error, "step", None)
@@ -194,8 +213,9 @@ class Executor:
             status = "compensated"
         else:
             status = "failed"
-        if not await ctx._store.finish_run(ctx.run_id, ctx._worker, status, None, final_error,
-                                           reason, self.clock.now()):
+        if not await ctx._store.finish_run(
+            ctx.run_id, ctx._worker, status, None, final_error, reason, self.clock.now()
+        ):
             raise LeaseLost()
         await ctx._emit("run_finished", status=status, reason=reason, error=info.get("message"))
         return status

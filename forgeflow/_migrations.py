@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import asyncpg
 import structlog
 
 from ._sql import QUERIES
@@ -47,7 +47,7 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
+async def apply_migrations(conn: Any) -> list[int]:
     """Apply the migrations not yet applied; safe to call from many processes at once."""
     await conn.execute(QUERIES["migration_lock"], _LOCK_ID)
     try:

@@ -38,9 +38,7 @@ class WorkflowStatus(StrEnum):
         return self in _TERMINAL
 
 
-_TERMINAL = frozenset(
-    {WorkflowStatus.COMPLETED, WorkflowStatus.COMPENSATED, WorkflowStatus.FAILED}
-)
+_TERMINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.COMPENSATED, WorkflowStatus.FAILED})
 
 
 class StepStatus(StrEnum):

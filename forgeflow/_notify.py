@@ -44,7 +44,7 @@ class Notifications:
             with anyio.move_on_after(5, shield=True):
                 await conn.close()
 
-    def _lost(self, _conn: asyncpg.Connection) -> None:
+    def _lost(self, _conn: object) -> None:
         # Workers fall back to polling until the next start() reconnects.
         log.warning("listen_connection_lost")
         self._conn = None

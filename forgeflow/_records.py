@@ -14,9 +14,15 @@ __all__ = ["hook_record", "run_record", "step_record"]
 def step_record(row: Any) -> StepRecord:
     """A workflow_steps row as a StepRecord."""
     return StepRecord(
-        name=row["name"], kind=row["kind"], status=row["status"], result=loads(row["result"]),
-        error=loads(row["error"]), attempts=row["attempts"], started_at=row["started_at"],
-        completed_at=row["completed_at"], compensated_at=row["compensated_at"],
+        name=row["name"],
+        kind=row["kind"],
+        status=row["status"],
+        result=loads(row["result"]),
+        error=loads(row["error"]),
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        compensated_at=row["compensated_at"],
         compensation_error=loads(row["compensation_error"]),
     )
 
@@ -28,12 +34,22 @@ def hook_record(row: Any, base_url: str, now: datetime) -> HookRecord:
         row["status"] in ("pending", "active") and expires is not None and expires <= now
     )
     return HookRecord(
-        hook_id=row["id"], run_id=row["run_id"], workflow=row["workflow"], name=row["name"],
-        step=row["step"], status=row["status"], on_timeout=row["on_timeout"],
-        metadata=loads(row["metadata"]) or {}, decision=row["decision"],
-        data=loads(row["data"]), created_at=row["created_at"],
-        activated_at=row["activated_at"], expires_at=expires, resolved_at=row["resolved_at"],
-        is_expired=expired, url=f"{base_url.rstrip('/')}/hooks/{row['id']}",
+        hook_id=row["id"],
+        run_id=row["run_id"],
+        workflow=row["workflow"],
+        name=row["name"],
+        step=row["step"],
+        status=row["status"],
+        on_timeout=row["on_timeout"],
+        metadata=loads(row["metadata"]) or {},
+        decision=row["decision"],
+        data=loads(row["data"]),
+        created_at=row["created_at"],
+        activated_at=row["activated_at"],
+        expires_at=expires,
+        resolved_at=row["resolved_at"],
+        is_expired=expired,
+        url=f"{base_url.rstrip('/')}/hooks/{row['id']}",
     )
 
 
@@ -45,12 +61,27 @@ def run_record(row: Any, steps: list[StepRecord], hooks: list[HookRecord]) -> Wo
             current = step.name
     status = row["status"]
     return WorkflowRecord(
-        run_id=row["id"], workflow=row["workflow"], version=row["version"], queue=row["queue"],
-        status=status, input=loads(row["input"]), output=loads(row["output"]),
-        error=loads(row["error"]), end_reason=row["end_reason"],
-        cancel_requested=row["cancel_requested"], current_step=current,
-        wait=loads(row["wait"]), wake_at=row["runnable_at"] if status == "waiting" else None,
-        deadline=row["deadline"], parent_run_id=row["parent_run_id"], detached=row["detached"],
-        executions=row["executions"], worker=row["lease_owner"], created_at=row["created_at"],
-        started_at=row["started_at"], completed_at=row["completed_at"], steps=steps, hooks=hooks,
+        run_id=row["id"],
+        workflow=row["workflow"],
+        version=row["version"],
+        queue=row["queue"],
+        status=status,
+        input=loads(row["input"]),
+        output=loads(row["output"]),
+        error=loads(row["error"]),
+        end_reason=row["end_reason"],
+        cancel_requested=row["cancel_requested"],
+        current_step=current,
+        wait=loads(row["wait"]),
+        wake_at=row["runnable_at"] if status == "waiting" else None,
+        deadline=row["deadline"],
+        parent_run_id=row["parent_run_id"],
+        detached=row["detached"],
+        executions=row["executions"],
+        worker=row["lease_owner"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        steps=steps,
+        hooks=hooks,
     )

@@ -43,7 +43,9 @@ class RetryPolicy:
             raise ValueError("backoff: must be at least 1.0")
         if isinstance(self.retry_on, type):
             object.__setattr__(self, "retry_on", (self.retry_on,))
-        object.__setattr__(self, "_delay_s", parse_duration(self.delay, field="delay").total_seconds())
+        object.__setattr__(
+            self, "_delay_s", parse_duration(self.delay, field="delay").total_seconds()
+        )
         if self.max_delay is not None:
             cap = parse_duration(self.max_delay, field="max_delay").total_seconds()
             object.__setattr__(self, "_max_s", cap)
@@ -141,8 +143,12 @@ class StepRunner(Generic[T]):
                 return self._default  # type: ignore[no-any-return]
             if status == "failed":
                 error = loads(row.error) or {}
-                raise StepFailed(error.get("message"), step=self.name, attempts=row.attempts,
-                                 error_type=error.get("type"))
+                raise StepFailed(
+                    error.get("message"),
+                    step=self.name,
+                    attempts=row.attempts,
+                    error_type=error.get("type"),
+                )
             attempts = row.attempts
             pending = (loads(row.error) or {}).get("retry_at")
             retry_at = datetime.fromisoformat(pending) if pending else None
@@ -160,7 +166,9 @@ class StepRunner(Generic[T]):
         ctx = self._ctx
         ctx._time = row.completed_at or ctx._time
         if self._compensation is not None:
-            ctx._push_compensation(self.name, self._compensation, value, row.status == "compensated")
+            ctx._push_compensation(
+                self.name, self._compensation, value, row.status == "compensated"
+            )
         return value
 
     async def _attempts(self, attempt: int) -> T:
@@ -174,18 +182,28 @@ class StepRunner(Generic[T]):
                 text, tag = encode_result(value, self.name)
             except Exception as exc:
                 policy = self._retry
-                if not isinstance(exc, SerializationError) and policy is not None and attempt < policy.attempts and policy.retries(exc):
+                if (
+                    not isinstance(exc, SerializationError)
+                    and policy is not None
+                    and attempt < policy.attempts
+                    and policy.retries(exc)
+                ):
                     await self._retry_later(exc, attempt, started, policy.delay_after(attempt))
                     continue
                 return await self._failed(exc, attempt, started)
             completed = clock.now()
-            await ctx._checkpoint(self.name, "step", "completed", text, tag, None, attempt,
-                                  started, completed)
+            await ctx._checkpoint(
+                self.name, "step", "completed", text, tag, None, attempt, started, completed
+            )
             ctx._time = completed
             if self._compensation is not None:
                 ctx._push_compensation(self.name, self._compensation, value, False)
-            await ctx._emit("step_completed", step=self.name, attempts=attempt,
-                            duration_ms=round((completed - started).total_seconds() * 1000, 3))
+            await ctx._emit(
+                "step_completed",
+                step=self.name,
+                attempts=attempt,
+                duration_ms=round((completed - started).total_seconds() * 1000, 3),
+            )
             return value
 
     async def _retry_later(
@@ -194,25 +212,40 @@ class StepRunner(Generic[T]):
         ctx = self._ctx
         retry_at = ctx._clock.now() + timedelta(seconds=delay)
         error = {**error_info(exc), "retry_at": retry_at.isoformat()}
-        await ctx._checkpoint(self.name, "step", "running", None, None, dumps(error), attempt,
-                              started, None)
-        await ctx._emit("step_failed", step=self.name, attempt=attempt, will_retry=True,
-                        error=error["message"], retry_in_s=delay)
+        await ctx._checkpoint(
+            self.name, "step", "running", None, None, dumps(error), attempt, started, None
+        )
+        await ctx._emit(
+            "step_failed",
+            step=self.name,
+            attempt=attempt,
+            will_retry=True,
+            error=error["message"],
+            retry_in_s=delay,
+        )
         await ctx._wait_until(retry_at, {"kind": "retry", "step": self.name})
 
     async def _failed(self, exc: Exception, attempt: int, started: datetime) -> T:
         ctx = self._ctx
         error = error_info(exc)
         status = "skipped" if self._optional else "failed"
-        await ctx._checkpoint(self.name, "step", status, None, None, dumps(error), attempt,
-                              started, ctx._clock.now())
-        await ctx._emit("step_failed", step=self.name, attempt=attempt, will_retry=False,
-                        optional=self._optional, error=error["message"])
+        await ctx._checkpoint(
+            self.name, "step", status, None, None, dumps(error), attempt, started, ctx._clock.now()
+        )
+        await ctx._emit(
+            "step_failed",
+            step=self.name,
+            attempt=attempt,
+            will_retry=False,
+            optional=self._optional,
+            error=error["message"],
+        )
         if self._optional:
             return self._default  # type: ignore[no-any-return]
         message = f"step {self.name!r} failed after {attempt} attempt(s): {error['message']}"
-        raise StepFailed(message, step=self.name, attempts=attempt,
-                         error_type=error["type"]) from exc
+        raise StepFailed(
+            message, step=self.name, attempts=attempt, error_type=error["type"]
+        ) from exc
 
 
 async def invoke(

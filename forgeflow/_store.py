@@ -38,7 +38,7 @@ class Store:
         # What statements run on: the pool, or one connection held by an executing run.
         self._db: Any = pool if db is None else db
 
-    def bind(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> Store:
+    def bind(self, conn: Any) -> Store:
         """A store whose statements all run on ``conn`` (one run's execution)."""
         return Store(self.pool, self.dsn, conn)
 
@@ -84,13 +84,15 @@ class Store:
 
     async def _fetch(self, name: str, *args: Any) -> list[Record]:
         try:
-            return await self._db.fetch(Q[name], *args)
+            rows: list[Record] = await self._db.fetch(Q[name], *args)
+            return rows
         except asyncpg.PostgresError as exc:
             raise DatabaseError(f"{name}: {exc}") from exc
 
     async def _fetchrow(self, name: str, *args: Any) -> Record | None:
         try:
-            return await self._db.fetchrow(Q[name], *args)
+            row: Record | None = await self._db.fetchrow(Q[name], *args)
+            return row
         except asyncpg.PostgresError as exc:
             raise DatabaseError(f"{name}: {exc}") from exc
 
@@ -147,7 +149,9 @@ class Store:
     ) -> datetime | None:
         """The earliest time a run this worker could execute becomes claimable."""
         names, versions = [k[0] for k in keys], [k[1] for k in keys]
-        value: datetime | None = await self._fetchval("next_runnable_at", list(queues), names, versions)
+        value: datetime | None = await self._fetchval(
+            "next_runnable_at", list(queues), names, versions
+        )
         return value
 
     async def load_steps(self, run_id: str) -> list[Record]:
@@ -196,7 +200,9 @@ class Store:
         """Record a compensation's outcome on its step; False if the lease is gone."""
         return await self._fetchval("mark_compensated", run_id, worker, at, error, step) is not None
 
-    async def heartbeat(self, worker: str, run_ids: Sequence[str], lease_seconds: float) -> set[str]:
+    async def heartbeat(
+        self, worker: str, run_ids: Sequence[str], lease_seconds: float
+    ) -> set[str]:
         """Extend the leases of ``run_ids``; returns those still held."""
         rows = await self._fetch("heartbeat", worker, list(run_ids), lease_seconds)
         return {r["id"] for r in rows}
@@ -316,7 +322,9 @@ class Store:
         row = await self._fetchrow("resolve_hook", *args)
         return None if row is None else row["run_id"]
 
-    async def list_hooks(self, status: str | None, workflow: str | None, limit: int) -> list[Record]:
+    async def list_hooks(
+        self, status: str | None, workflow: str | None, limit: int
+    ) -> list[Record]:
         """Hooks, oldest first, optionally filtered."""
         return await self._fetch("list_hooks", status, workflow, limit)
 

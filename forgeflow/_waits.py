@@ -50,8 +50,9 @@ async def _sleep_to(ctx: WorkflowContext, base: str, wake: Callable[[datetime], 
         now = ctx._clock.now()
         wake_at = wake(now)
         # The wake time is the checkpoint: a replay waits for what is left, never anew.
-        await ctx._checkpoint(name, "sleep", "completed", dumps(wake_at), "datetime", None, 1,
-                              now, wake_at)
+        await ctx._checkpoint(
+            name, "sleep", "completed", dumps(wake_at), "datetime", None, 1, now, wake_at
+        )
     ctx._time = max(ctx._time, wake_at)
     await ctx._wait_until(wake_at, {"kind": "sleep", "step": name})
 
@@ -106,11 +107,13 @@ class Hook:
                 wait = {"kind": "hook", "step": step, "hook_id": self.id}
                 raise SuspendSignal(hook["expires_at"], wait)
             break
-        await ctx._checkpoint(step, "wait", "completed", decision.model_dump_json(), None, None,
-                              1, now, now)
+        await ctx._checkpoint(
+            step, "wait", "completed", decision.model_dump_json(), None, None, 1, now, now
+        )
         ctx._time = now
-        await ctx._emit("run_resumed", step=step, outcome=decision.outcome.value,
-                        timed_out=decision.timed_out)
+        await ctx._emit(
+            "run_resumed", step=step, outcome=decision.outcome.value, timed_out=decision.timed_out
+        )
         return decision
 
 
@@ -134,8 +137,17 @@ async def create_hook(
         new_id = f"webhook_{ctx.run_id}_{name}_{secrets.token_urlsafe(24)}"
     else:
         new_id = hook_id.format(run_id=ctx.run_id, name=name, random=secrets.token_urlsafe(24))
-    ok = await ctx._store.insert_hook(ctx.run_id, ctx._worker, new_id, name, step, fallback,
-                                      seconds, dumps(dict(metadata or {})), ctx._clock.now())
+    ok = await ctx._store.insert_hook(
+        ctx.run_id,
+        ctx._worker,
+        new_id,
+        name,
+        step,
+        fallback,
+        seconds,
+        dumps(dict(metadata or {})),
+        ctx._clock.now(),
+    )
     if not ok:
         raise LeaseLost()
     ctx._steps[step] = row_for(step, "hook", dumps(new_id))
@@ -176,8 +188,9 @@ class EventWait:
                 raise LeaseLost()
             if state["status"] == "delivered":
                 payload = state["payload"]
-                await ctx._checkpoint(self.step, "event", "completed", payload, None, None, 1,
-                                      None, now)
+                await ctx._checkpoint(
+                    self.step, "event", "completed", payload, None, None, 1, None, now
+                )
                 ctx._time = now
                 await ctx._emit("run_resumed", step=self.step, event_type=self.event_type)
                 return loads(payload)
@@ -188,16 +201,28 @@ class EventWait:
                 ):
                     continue
                 message = f"no {self.event_type!r} event arrived in time"
-                await ctx._checkpoint(self.step, "event", "failed", None, None,
-                                      dumps(error_info(EventTimeout(message))), 1, None, now)
+                await ctx._checkpoint(
+                    self.step,
+                    "event",
+                    "failed",
+                    None,
+                    None,
+                    dumps(error_info(EventTimeout(message))),
+                    1,
+                    None,
+                    now,
+                )
                 raise EventTimeout(message)
             ctx._before_new_work()
-            raise SuspendSignal(expires, {"kind": "event", "step": self.step,
-                                          "event_type": self.event_type})
+            raise SuspendSignal(
+                expires, {"kind": "event", "step": self.step, "event_type": self.event_type}
+            )
 
 
 async def expect_event(
-    ctx: WorkflowContext, event_type: str, match: Mapping[str, Any] | None,
+    ctx: WorkflowContext,
+    event_type: str,
+    match: Mapping[str, Any] | None,
     timeout: Duration | None,
 ) -> EventWait:
     """Register the wait once; events sent from now on are kept for it."""
@@ -206,8 +231,9 @@ async def expect_event(
         ctx._before_new_work()
         now = ctx._clock.now()
         expires = None if timeout is None else now + parse_duration(timeout, field="timeout")
-        ok = await ctx._store.insert_event_wait(ctx.run_id, ctx._worker, step, event_type,
-                                                dumps(dict(match or {})), now, expires)
+        ok = await ctx._store.insert_event_wait(
+            ctx.run_id, ctx._worker, step, event_type, dumps(dict(match or {})), now, expires
+        )
         if not ok:
             raise LeaseLost()
         ctx._steps[step] = row_for(step, "event", None, "running")
@@ -236,8 +262,9 @@ class ChildHandle(Generic[T]):
             row = await self._await_child(step)
         if row.status == "failed":
             error = loads(row.error) or {}
-            raise ChildWorkflowFailed(error.get("message"), run_id=self.run_id,
-                                      status=error.get("status", "failed"))
+            raise ChildWorkflowFailed(
+                error.get("message"), run_id=self.run_id, status=error.get("status", "failed")
+            )
         output: T = self.definition.output_adapter.validate_json(row.result or "null")
         return output
 
@@ -248,12 +275,15 @@ class ChildHandle(Generic[T]):
             raise LeaseLost()
         status, now = outcome["status"], ctx._clock.now()
         if status == "completed":
-            await ctx._checkpoint(step, "child", "completed", outcome["output"], None, None, 1,
-                                  None, now)
+            await ctx._checkpoint(
+                step, "child", "completed", outcome["output"], None, None, 1, None, now
+            )
         elif status in ("compensated", "failed"):
             cause = loads(outcome["error"]) or {}
-            message = (f"child workflow {self.definition.name!r} ({self.run_id}) ended "
-                       f"{status}: {cause.get('message', '')}")
+            message = (
+                f"child workflow {self.definition.name!r} ({self.run_id}) ended "
+                f"{status}: {cause.get('message', '')}"
+            )
             error = {"type": "ChildWorkflowFailed", "message": message, "status": status}
             await ctx._checkpoint(step, "child", "failed", None, None, dumps(error), 1, None, now)
         else:
@@ -264,13 +294,19 @@ class ChildHandle(Generic[T]):
 
 
 async def start_child(
-    ctx: WorkflowContext, workflow: WorkflowDefinition[Any, T] | str, input: Any,
-    detached: bool, version: int | None,
+    ctx: WorkflowContext,
+    workflow: WorkflowDefinition[Any, T] | str,
+    input: Any,
+    detached: bool,
+    version: int | None,
 ) -> ChildHandle[T]:
     """Create the child run and the parent's checkpoint in one statement, once."""
     if isinstance(workflow, str):
-        definition = (ctx._registry.get(workflow) if version is None
-                      else ctx._registry.get_version(workflow, version))
+        definition = (
+            ctx._registry.get(workflow)
+            if version is None
+            else ctx._registry.get_version(workflow, version)
+        )
     else:
         definition = workflow
     step = ctx._name(f"child:{definition.name}")
@@ -281,8 +317,16 @@ async def start_child(
     value = definition.validate_input(input)
     child_id = str(uuid.uuid5(_CHILD_NAMESPACE, f"{ctx.run_id}/{step}"))
     ok = await ctx._store.insert_child(
-        ctx.run_id, ctx._worker, child_id, definition.name, definition.version,
-        definition.queue, definition.dump_input(value), step, detached, ctx._clock.now(),
+        ctx.run_id,
+        ctx._worker,
+        child_id,
+        definition.name,
+        definition.version,
+        definition.queue,
+        definition.dump_input(value),
+        step,
+        detached,
+        ctx._clock.now(),
         definition.timeout.total_seconds(),
     )
     if not ok:
@@ -295,8 +339,14 @@ async def start_child(
 
 
 async def poll(
-    ctx: WorkflowContext, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
-    until: Callable[[Any], bool], interval: Duration, timeout: Duration, max_attempts: int,
+    ctx: WorkflowContext,
+    name: str,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    until: Callable[[Any], bool],
+    interval: Duration,
+    timeout: Duration,
+    max_attempts: int,
 ) -> Any:
     """Each attempt is a checkpointed step and each pause a durable sleep."""
     pause = parse_duration(interval, field="interval")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -107,6 +108,7 @@ class Worker:
         self.executor = client._executor
         self.keeper = LeaseKeeper(self.executor, self.worker_id, self.lease_seconds)
         self._wakeup = anyio.Event()
+        self._idle = anyio.Event()
         self._stopping = False
         self._group: Any = None
         self._runs: Any = None
@@ -148,8 +150,9 @@ class Worker:
             rows: list[Record] = []
             if free > 0 and keys:
                 try:
-                    rows = await store.claim_runs(clock.now(), self.queues, keys, free,
-                                                  self.worker_id, self.lease_seconds)
+                    rows = await store.claim_runs(
+                        clock.now(), self.queues, keys, free, self.worker_id, self.lease_seconds
+                    )
                 except Exception as exc:
                     self.log.warning("claim_failed", error=str(exc))
                 for row in rows:
@@ -191,14 +194,15 @@ class Worker:
             # Infrastructure trouble (the database went away mid-run): hand the run back
             # so that it is retried, by us or another worker, from its last checkpoint.
             self.log.exception("run_attempt_crashed", run_id=run_id, error=str(exc))
-            with anyio.move_on_after(5, shield=True):
-                try:
-                    await self.client._store.release_run(run_id, self.worker_id,
-                                                         self.client._clock.now())
-                except Exception:
-                    pass
+            with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
+                await self.client._store.release_run(
+                    run_id, self.worker_id, self.client._clock.now()
+                )
         finally:
             self._wakeup.set()
+            if not self.active:
+                idle, self._idle = self._idle, anyio.Event()
+                idle.set()
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming, let in-flight steps finish within the grace period, release leases."""
@@ -211,8 +215,7 @@ class Worker:
             if ctx._worker == self.worker_id:
                 ctx.request_release()
         with anyio.move_on_after(grace):
-            while self.active:
-                await anyio.sleep(0.01)
+            await self.wait_idle()
         leftover = list(self.keeper.scopes)
         for run_id in leftover:
             self.keeper.scopes[run_id].cancel()
@@ -220,7 +223,9 @@ class Worker:
         await self._runs.__aexit__(None, None, None)
         with anyio.move_on_after(5, shield=True):
             for run_id in leftover:
-                await self.client._store.release_run(run_id, self.worker_id, self.client._clock.now())
+                await self.client._store.release_run(
+                    run_id, self.worker_id, self.client._clock.now()
+                )
         self._group.cancel_scope.cancel()
         await self._group.__aexit__(None, None, None)
         if self._on_wakeup in self.client._notifications.on_wakeup:
@@ -230,4 +235,4 @@ class Worker:
     async def wait_idle(self) -> None:
         """Wait until this worker executes nothing (for scripts and tests)."""
         while self.active:
-            await anyio.sleep(0.005)
+            await self._idle.wait()

@@ -148,9 +148,7 @@ class PollTimeout(WaitTimeout):
 class ChildWorkflowFailed(ForgeflowError):
     """A child workflow did not complete."""
 
-    def __init__(
-        self, message: str | None = None, *, run_id: str = "", status: str = ""
-    ) -> None:
+    def __init__(self, message: str | None = None, *, run_id: str = "", status: str = "") -> None:
         super().__init__(message)
         self.run_id = run_id
         self.status = status
