@@ -2,7 +2,8 @@
 
 The floor is a raw asyncpg loop doing the same number of single-row INSERT commits on
 the same server: one durable commit per step is the least any durable engine can do.
-Both run in this one process, alternating, and the best of several rounds is kept.
+Both run in this one process, alternating round by round; the best and the median of
+the rounds are printed.
 
     python benchmarks/step_overhead.py [--dsn DSN] [--steps 1000] [--rounds 5]
 """
@@ -11,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
 import statistics
 import time
 
 import asyncpg
-import structlog
+from _common import describe_server, dsn_argument, load_line, server_dsn
+from _worker_proc import quiet_logs
 
 from forgeflow import Forgeflow, Registry, WorkflowContext, workflow
 
 registry = Registry()
-STEPS = 1000
 
 
 async def noop(i: int) -> int:
@@ -31,6 +30,7 @@ async def noop(i: int) -> int:
 
 @workflow(version=1, name="bench_steps", registry=registry)
 async def many_steps(ctx: WorkflowContext, n: int) -> int:
+    """``n`` trivial steps in a row, each checkpointed."""
     total = 0
     for i in range(n):
         total += await ctx.step("s", noop, i).run()
@@ -38,11 +38,16 @@ async def many_steps(ctx: WorkflowContext, n: int) -> int:
 
 
 async def floor(dsn: str, n: int) -> float:
+    """Seconds for ``n`` single-row INSERT commits on one connection."""
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("CREATE TABLE IF NOT EXISTS bench_floor (id bigserial PRIMARY KEY, "
-                           "run text, name text, result jsonb)")
-        stmt = await conn.prepare("INSERT INTO bench_floor (run, name, result) VALUES ($1, $2, $3::jsonb)")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_floor "
+            "(id bigserial PRIMARY KEY, run text, name text, result jsonb)"
+        )
+        stmt = await conn.prepare(
+            "INSERT INTO bench_floor (run, name, result) VALUES ($1, $2, $3::jsonb)"
+        )
         start = time.perf_counter()
         for i in range(n):
             await stmt.fetch("r", f"s#{i}", str(i))
@@ -52,6 +57,7 @@ async def floor(dsn: str, n: int) -> float:
 
 
 async def engine(ff: Forgeflow, n: int) -> float:
+    """Seconds for ``ff.run`` of an ``n``-step workflow in this process."""
     start = time.perf_counter()
     out = await ff.run(many_steps, n)
     elapsed = time.perf_counter() - start
@@ -60,28 +66,35 @@ async def engine(ff: Forgeflow, n: int) -> float:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--dsn", default=os.environ.get("FORGEFLOW_DATABASE_URL"))
-    parser.add_argument("--steps", type=int, default=STEPS)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    dsn_argument(parser)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    async with Forgeflow.connect(args.dsn, registry=registry) as ff:
-        dsn = ff._store.dsn
-        floors, engines = [], []
+    quiet_logs()
+    dsn = await server_dsn(args.dsn)
+    print(f"server: {await describe_server(dsn)}")
+    print(load_line())
+    floors: list[float] = []
+    engines: list[float] = []
+    async with Forgeflow.connect(dsn, registry=registry) as ff:
         await engine(ff, 50)  # warm up pools and prepared statements
         await floor(dsn, 50)
         for _ in range(args.rounds):
             floors.append(await floor(dsn, args.steps))
             engines.append(await engine(ff, args.steps))
-    f_ms = min(floors) / args.steps * 1000
-    e_ms = min(engines) / args.steps * 1000
-    print(f"server: {dsn.split('@')[-1]}")
-    print(f"{'':24}{'best ms/step':>14}{'median ms/step':>16}")
-    print(f"{'floor (INSERT commit)':24}{f_ms:14.3f}{statistics.median(floors) / args.steps * 1000:16.3f}")
-    print(f"{'forgeflow step':24}{e_ms:14.3f}{statistics.median(engines) / args.steps * 1000:16.3f}")
-    print(f"ratio (best): {e_ms / f_ms:.2f}x   ratio (median): "
-          f"{statistics.median(engines) / statistics.median(floors):.2f}x")
+    per_step = 1000 / args.steps
+    f_best, f_median = min(floors) * per_step, statistics.median(floors) * per_step
+    e_best, e_median = min(engines) * per_step, statistics.median(engines) * per_step
+    print(f"\n{args.steps}-step workflow, {args.rounds} rounds")
+    print(f"{'':28}{'best ms/step':>14}{'median ms/step':>16}")
+    print(f"{'floor (INSERT commit)':28}{f_best:14.3f}{f_median:16.3f}")
+    print(f"{'forgeflow step':28}{e_best:14.3f}{e_median:16.3f}")
+    print(
+        f"ratio to the floor: best {e_best / f_best:.2f}x, median {e_median / f_median:.2f}x"
+        "   (target: at most 1.5x)"
+    )
+    print(load_line())
 
 
 if __name__ == "__main__":

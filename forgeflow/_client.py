@@ -114,6 +114,11 @@ class Forgeflow:
         """The asyncpg pool."""
         return self._store.pool
 
+    @property
+    def dsn(self) -> str:
+        """The DSN in use (the embedded server's when none was given): hand it to workers."""
+        return self._store.dsn
+
     def _on_cancel(self, run_id: str) -> None:
         ctx = self._executor.live.get(run_id)
         if ctx is not None:
@@ -287,7 +292,9 @@ class Forgeflow:
             if same:
                 return str(hook["run_id"])
             raise HookAlreadyUsed(f"hook {hook_id!r} already received {hook['decision']!r}")
-        raise HookExpired(f"hook {hook_id!r} expired at {hook['expires_at']}")
+        # Expired by its timeout, or closed early because its run ended (resolved_at).
+        when = min(t for t in (hook["expires_at"], hook["resolved_at"]) if t is not None)
+        raise HookExpired(f"hook {hook_id!r} expired at {when}")
 
     async def list_hooks(
         self, status: str | None = "active", workflow: str | None = None, limit: int = 500

@@ -6,7 +6,7 @@ import random as _random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 import anyio
 import asyncpg
@@ -102,6 +102,14 @@ class WorkflowContext:
 
     # -- steps ---------------------------------------------------------------------
 
+    # Two overloads so that type checkers infer T from an async function's awaited result
+    # (a single ``T | Awaitable[T]`` parameter leaves T unsolved).
+    @overload
+    def step(
+        self, name: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+    ) -> StepRunner[T]: ...
+    @overload
+    def step(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> StepRunner[T]: ...
     def step(
         self, name: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any
     ) -> StepRunner[T]:
@@ -114,17 +122,26 @@ class WorkflowContext:
         # Concurrent steps cannot share the run's one connection: use the pool meanwhile.
         held, self._store = self._store, self._store.bind(self._store.pool)
 
+        failures: list[Exception] = []
+
         async def one(index: int, runner: StepRunner[Any]) -> None:
-            results[index] = await runner.run()
+            # A failing step does not cancel its siblings: one that has already acted must
+            # reach its checkpoint, or its compensation would never be registered.
+            try:
+                results[index] = await runner.run()
+            except Exception as exc:
+                failures.append(exc)
 
         try:
             async with anyio.create_task_group() as group:
                 for index, runner in enumerate(runners):
                     group.start_soon(one, index, runner)
         except BaseExceptionGroup as exc:
-            raise _most_important(exc) from None
+            raise _most_important(BaseExceptionGroup("parallel", [*exc.exceptions, *failures])) from None
         finally:
             self._store = held
+        if failures:
+            raise failures[0]
         return results
 
     def idempotency_key(self, step: str) -> str:

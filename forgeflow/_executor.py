@@ -39,6 +39,7 @@ class Executor:
         self.emitter = emitter
         self.settings = settings
         self.live: dict[str, WorkflowContext] = {}
+        self._held = 0  # pooled connections held by executing runs
 
     async def execute(self, run: Record, worker_id: str) -> str:
         """Execute a run this worker has leased; returns what became of it."""
@@ -49,8 +50,18 @@ class Executor:
             return "released"
         # The run holds one pooled connection while it executes: every checkpoint then
         # costs exactly its round trip, without the pool's acquire/release bookkeeping.
-        async with self.store.pool.acquire() as conn:
-            return await self._execute_on(self.store.bind(conn), run, definition, worker_id)
+        # Only half the pool is held that way: heartbeats, claims and steps using
+        # ctx.db() need the rest, or runs holding every connection would wait forever for
+        # their own steps' (and lose their leases meanwhile). The others go per statement.
+        pool = self.store.pool
+        if self._held >= pool.get_max_size() // 2:
+            return await self._execute_on(self.store, run, definition, worker_id)
+        self._held += 1
+        try:
+            async with pool.acquire() as conn:
+                return await self._execute_on(self.store.bind(conn), run, definition, worker_id)
+        finally:
+            self._held -= 1
 
     async def _execute_on(
         self, store: Store, run: Record, definition: WorkflowDefinition[Any, Any], worker_id: str
@@ -115,6 +126,10 @@ class Executor:
         except Exception as exc:
             reason, error = stop or "failure", exc
         else:
+            if stop is not None:
+                # A run cancelled, timed out or already rolling back before this execution
+                # began never completes, even if its code reaches the end without new work.
+                return await self._roll_back(ctx, run, stop, CancelSignal())
             try:
                 text = definition.output_adapter.dump_json(output).decode()
             except Exception as exc:

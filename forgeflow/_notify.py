@@ -27,6 +27,8 @@ class Notifications:
         self._lock = anyio.Lock()
         self.on_wakeup: list[Callable[[str], None]] = []
         self.on_cancel: list[Callable[[str], None]] = []
+        # Called with (channel, payload) for every notification (live views of all runs).
+        self.on_any: list[Callable[[str, str], None]] = []
         self._run_waiters: dict[str, set[anyio.Event]] = defaultdict(set)
 
     async def start(self) -> None:
@@ -41,6 +43,8 @@ class Notifications:
         """Close the LISTEN connection."""
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
+            # A close we asked for is not a lost connection: do not warn about it.
+            conn.remove_termination_listener(self._lost)
             with anyio.move_on_after(5, shield=True):
                 await conn.close()
 
@@ -51,6 +55,8 @@ class Notifications:
         self._wake_all()
 
     def _dispatch(self, channel: str, payload: str) -> None:
+        for hook in self.on_any:
+            hook(channel, payload)
         if channel == "forgeflow_wakeup":
             for fn in self.on_wakeup:
                 fn(payload)

@@ -60,12 +60,31 @@ def encode_result(value: Any, step: str = "") -> tuple[str, str | None]:
     else:
         tag = _TAGGED.get(cls)
     try:
-        return pydantic_core.to_json(value).decode(), tag
+        text = pydantic_core.to_json(value).decode()
     except pydantic_core.PydanticSerializationError as exc:
         raise SerializationError(
             f"step {step!r}: its result of type {cls.__name__} cannot be stored as JSON ({exc})",
             step=step,
         ) from None
+    # NaN and Infinity are written as bare constants, which PostgreSQL's jsonb refuses; the
+    # substring test keeps the strict parse off the hot path for ordinary results.
+    if ("NaN" in text or "Infinity" in text) and not _is_strict_json(text):
+        raise SerializationError(
+            f"step {step!r}: its result contains NaN or Infinity, which JSON cannot hold",
+            step=step,
+        )
+    return text, tag
+
+
+def _is_strict_json(text: str) -> bool:
+    def refuse(constant: str) -> Any:
+        raise ValueError(constant)
+
+    try:
+        json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return False
+    return True
 
 
 def decode_result(text: str | None, tag: str | None, annotation: Any = None) -> Any:

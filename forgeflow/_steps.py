@@ -161,7 +161,9 @@ class StepRunner(Generic[T]):
         return self.run().__await__()
 
     def _replayed(self, row: Any) -> T:
-        ann = return_type(self._fn) if row.result_type is None else None
+        # The declared return type wins over the stored tag: a tag says only "tuple" or
+        # names a model class that may not be importable where the run is replayed.
+        ann = return_type(self._fn)
         value: T = decode_result(row.result, row.result_type, ann)
         ctx = self._ctx
         ctx._time = row.completed_at or ctx._time
@@ -260,15 +262,20 @@ async def invoke(
         return await _call(fn, args, kwargs)
     try:
         with anyio.fail_after(timeout):
-            return await _call(fn, args, kwargs)
+            return await _call(fn, args, kwargs, abandon=True)
     except TimeoutError:
         raise StepTimeout(f"step {name!r} timed out after {timeout:g}s", step=name) from None
 
 
-async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _call(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], abandon: bool = False
+) -> Any:
     if inspect.iscoroutinefunction(fn):
         return await fn(*args, **kwargs)
-    result = await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+    # A thread cannot be interrupted: under a step timeout it is abandoned (left to finish
+    # in the background) so that the attempt fails on time, instead of the timeout being
+    # ignored until the function returns.
+    result = await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), abandon_on_cancel=abandon)
     if inspect.isawaitable(result):
         result = await result
     return result

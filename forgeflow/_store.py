@@ -247,6 +247,11 @@ class Store:
         """Make a non-terminal run claimable now."""
         return await self._fetchrow("wake_run", run_id, now) is not None
 
+    async def fire_timers(self, run_id: str | None, at: datetime) -> list[str]:
+        """Make waiting runs' sleep and retry timers due at ``at``; the runs moved."""
+        rows = await self._fetch("fire_timers", run_id, at, at.isoformat())
+        return [r["id"] for r in rows]
+
     async def get_run(self, run_id: str) -> Record | None:
         """One run row."""
         return await self._fetchrow("get_run", run_id)

@@ -140,7 +140,9 @@ WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
 RETURNING id, pg_notify('forgeflow_run_changed', id);
 
 -- name: finish_run
--- Ends a run and, in the same statement, wakes the parent that waits for it.
+-- Ends a run and, in the same statement, wakes the parent that waits for it and closes
+-- its open hooks and event waits: a late decision then gets HookExpired, and an event
+-- no longer counts the run as woken.
 WITH done AS (
     UPDATE forgeflow.workflow_runs
     SET status = $3, output = $4::jsonb, error = coalesce($5::jsonb, error),
@@ -156,6 +158,12 @@ WITH done AS (
     WHERE p.id = done.parent_run_id
       AND p.status NOT IN ('completed', 'compensated', 'failed')
     RETURNING p.queue
+), closed_hooks AS (
+    UPDATE forgeflow.hooks h SET status = 'expired', resolved_at = $7
+    FROM done WHERE h.run_id = done.id AND h.status IN ('pending', 'active')
+), closed_waits AS (
+    UPDATE forgeflow.event_waits w SET status = 'expired'
+    FROM done WHERE w.run_id = done.id AND w.status = 'waiting'
 )
 SELECT done.id,
        pg_notify('forgeflow_run_changed', done.id),
@@ -246,9 +254,9 @@ FROM forgeflow.hooks h WHERE h.id = $1;
 
 -- name: activate_hook
 UPDATE forgeflow.hooks
-SET status = 'active', activated_at = $2,
+SET status = 'active', activated_at = $2::timestamptz,
     expires_at = CASE WHEN timeout_seconds IS NULL THEN NULL
-                      ELSE $2 + make_interval(secs => timeout_seconds) END
+                      ELSE $2::timestamptz + make_interval(secs => timeout_seconds) END
 WHERE id = $1 AND status = 'pending'
 RETURNING expires_at;
 
@@ -328,7 +336,8 @@ WITH delivered AS (
       AND r.status NOT IN ('completed', 'compensated', 'failed')
     RETURNING r.queue
 )
-SELECT (SELECT count(*) FROM delivered),
+-- How many runs were woken: a run with two matching waits counts once.
+SELECT (SELECT count(DISTINCT run_id) FROM delivered),
        (SELECT count(pg_notify('forgeflow_wakeup', q)) FROM (SELECT DISTINCT queue AS q FROM woken) x);
 
 -- name: insert_child
@@ -372,3 +381,37 @@ SELECT version FROM forgeflow.schema_migrations ORDER BY version;
 
 -- name: insert_migration
 INSERT INTO forgeflow.schema_migrations (version, name) VALUES ($1, $2);
+
+-- name: fire_timers
+-- Makes the timers of waiting runs (durable sleeps, retry delays) due at $2: the run
+-- becomes claimable then, and the checkpointed wake time moves too, so that the replay
+-- does not wait again. Used by ff.resume and by forgeflow.testing.
+WITH due AS (
+    SELECT id, wait->>'kind' AS kind, wait->>'step' AS step
+    FROM forgeflow.workflow_runs
+    WHERE status = 'waiting' AND lease_owner IS NULL
+      AND ($1::text IS NULL OR id = $1)
+      AND wait->>'kind' IN ('sleep', 'retry')
+    FOR UPDATE
+), sleeps AS (
+    UPDATE forgeflow.workflow_steps s
+    SET completed_at = $2, result = to_jsonb($3::text)
+    FROM due
+    WHERE due.kind = 'sleep' AND s.run_id = due.id AND s.name = due.step
+      AND s.completed_at > $2
+), retries AS (
+    UPDATE forgeflow.workflow_steps s
+    SET error = jsonb_set(s.error, '{retry_at}', to_jsonb($3::text))
+    FROM due
+    WHERE due.kind = 'retry' AND s.run_id = due.id AND s.name = due.step
+      AND s.error ? 'retry_at'
+), runs AS (
+    UPDATE forgeflow.workflow_runs r
+    SET runnable_at = least(r.runnable_at, $2),
+        wait = jsonb_set(r.wait, '{wake_at}', to_jsonb($3::text)), updated_at = now()
+    FROM due
+    WHERE r.id = due.id
+    RETURNING r.id, r.queue
+)
+SELECT id, pg_notify('forgeflow_wakeup', queue), pg_notify('forgeflow_run_changed', id)
+FROM runs;

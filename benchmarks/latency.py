@@ -1,0 +1,322 @@
+"""Start-to-complete latency and throughput of a 3-step workflow, beside raw asyncpg.
+
+Latency: runs are started one at a time; each is timed from ``ff.start`` until
+``ff.result`` returns its output, executed by an idle worker, either inside this process
+(``ff.worker``) or in a worker process. The baseline does the same round trips with
+raw asyncpg and nothing else: INSERT + NOTIFY to start, a LISTENing worker that claims
+with SKIP LOCKED (UPDATE + NOTIFY), reads the run's checkpoints, commits one INSERT per
+step and one UPDATE + NOTIFY to finish, and a client that LISTENs and reads the status.
+The four set-ups are alive together (each on its own queue) and take turns, so that
+drift on the machine falls on all of them alike.
+
+Throughput: 1,000 runs started by a few concurrent starters while 1, then 2, worker
+processes execute them; timed from the first start until every run is completed. The
+raw baseline's worker processes take turns with forgeflow's, round by round.
+
+    python benchmarks/latency.py [--dsn DSN] [--runs 300] [--throughput-runs 1000]
+                                 [--rounds 3] [--concurrency 10] [--starters 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from _common import describe_server, dsn_argument, load_line, server_dsn, summary_ms
+from _worker_proc import (
+    RAW_CHANGED,
+    RAW_START,
+    RAW_STATUS,
+    RawWorker,
+    prepare_raw_schema,
+    quiet_logs,
+    registry,
+    three_steps,
+)
+
+from forgeflow import Forgeflow
+
+WORKER_SCRIPT = Path(__file__).resolve().parent / "_worker_proc.py"
+LOCAL, REMOTE = "bench_lat_local", "bench_lat_proc"
+TP_ENGINE, TP_RAW = "bench_tp_forgeflow", "bench_tp_raw"
+
+
+# -- worker processes ---------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def worker_processes(
+    dsn: str, mode: str, queue: str, count: int, concurrency: int
+) -> AsyncIterator[None]:
+    """``count`` worker processes of ``mode`` on ``queue``, ready when this enters."""
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for _ in range(count):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(WORKER_SCRIPT),
+                "--dsn",
+                dsn,
+                "--mode",
+                mode,
+                "--queue",
+                queue,
+                "--concurrency",
+                str(concurrency),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            procs.append(proc)
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            if line.strip() != b"ready":
+                raise RuntimeError(f"{mode} worker process did not start: {line!r}")
+        yield
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+@asynccontextmanager
+async def raw_worker_task(dsn: str, queue: str, concurrency: int) -> AsyncIterator[None]:
+    """The baseline's worker as a task of this process."""
+    ready = asyncio.Event()
+    task = asyncio.create_task(RawWorker(dsn, queue, concurrency).run(ready.set))
+    await ready.wait()
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+# -- the raw client -----------------------------------------------------------------------
+
+
+class RawClient:
+    """The baseline's client: INSERT + NOTIFY to start; LISTEN and read to await the end."""
+
+    def __init__(self, pool: asyncpg.Pool, listener: asyncpg.Connection) -> None:
+        self.pool = pool
+        self.listener = listener
+        self.waiters: dict[str, asyncio.Event] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, dsn: str) -> AsyncIterator[RawClient]:
+        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=20)
+        listener = await asyncpg.connect(dsn)
+        client = cls(pool, listener)
+        await listener.add_listener(RAW_CHANGED, client._changed)
+        try:
+            yield client
+        finally:
+            await listener.close()
+            await pool.close()
+
+    def _changed(self, _conn: Any, _pid: int, _channel: str, run_id: object) -> None:
+        event = self.waiters.pop(str(run_id), None)
+        if event is not None:
+            event.set()
+
+    async def start(self, queue: str, n: int) -> str:
+        run_id = str(uuid.uuid4())
+        await self.pool.fetchval(RAW_START, run_id, queue, str(n))
+        return run_id
+
+    async def result(self, run_id: str) -> int:
+        while True:
+            event = self.waiters.setdefault(run_id, asyncio.Event())
+            row = await self.pool.fetchrow(RAW_STATUS, run_id)
+            if row is not None and row["status"] == "completed":
+                self.waiters.pop(run_id, None)
+                return int(row["output"])
+            await asyncio.wait_for(event.wait(), 30)
+
+
+# -- latency ------------------------------------------------------------------------------
+
+
+async def latency(ff: Forgeflow, raw: RawClient, dsn: str, runs: int, concurrency: int) -> None:
+    async def engine(queue: str) -> float:
+        start = time.perf_counter()
+        out = await ff.result(await ff.start(three_steps, 1, queue=queue), timeout=30)
+        elapsed = time.perf_counter() - start
+        assert out == 4, out
+        return elapsed
+
+    async def baseline(queue: str) -> float:
+        start = time.perf_counter()
+        out = await raw.result(await raw.start(queue, 1))
+        elapsed = time.perf_counter() - start
+        assert out == 4, out
+        return elapsed
+
+    setups: dict[str, Callable[[], Awaitable[float]]] = {
+        "raw asyncpg, worker task in this process": lambda: baseline(LOCAL),
+        "forgeflow, ff.worker in this process": lambda: engine(LOCAL),
+        "raw asyncpg, worker process": lambda: baseline(REMOTE),
+        "forgeflow, worker process": lambda: engine(REMOTE),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in setups}
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(raw_worker_task(dsn, LOCAL, concurrency))
+        await stack.enter_async_context(ff.worker(concurrency=concurrency, queues=[LOCAL]))
+        for mode in ("raw", "forgeflow"):
+            await stack.enter_async_context(worker_processes(dsn, mode, REMOTE, 1, concurrency))
+        for fn in setups.values():  # warm up connections, prepared statements, caches
+            for _ in range(20):
+                await fn()
+        block = 25
+        for _ in range(max(1, runs // block)):
+            for name, fn in setups.items():
+                for _ in range(block):
+                    samples[name].append(await fn())
+
+    print(
+        f"\nLatency: start -> result of one 3-step run, idle worker, "
+        f"{len(samples[next(iter(samples))])} runs each, started one at a time"
+    )
+    print(f"{'':44}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}")
+    for name, values in samples.items():
+        p50, p95, mean = summary_ms(values)
+        print(f"{name:44}{p50:9.2f}{p95:9.2f}{mean:9.2f}")
+    pairs = {"this process": (0, 1), "worker process": (2, 3)}
+    names = list(samples)
+    for where, (base, eng) in pairs.items():
+        e50, e95, _ = summary_ms(samples[names[eng]])
+        b50, b95, _ = summary_ms(samples[names[base]])
+        print(f"forgeflow minus raw ({where}): p50 {e50 - b50:+.2f} ms, p95 {e95 - b95:+.2f} ms")
+    print("target: forgeflow p50 under 10 ms")
+
+
+# -- throughput ---------------------------------------------------------------------------
+
+COUNT_ENGINE = (
+    "SELECT count(*) FROM forgeflow.workflow_runs "
+    "WHERE id = ANY($1::text[]) AND status = 'completed'"
+)
+COUNT_RAW = (
+    "SELECT count(*) FROM forgeflow_bench.runs WHERE id = ANY($1::text[]) AND status = 'completed'"
+)
+
+
+async def start_all(start: Callable[[int], Awaitable[str]], n: int, starters: int) -> list[str]:
+    """Start ``n`` runs from ``starters`` concurrent tasks; their ids."""
+    ids: list[str] = []
+
+    async def starter(k: int) -> None:
+        for i in range(k, n, starters):
+            ids.append(await start(i))
+
+    await asyncio.gather(*(starter(k) for k in range(starters)))
+    return ids
+
+
+async def drain(
+    conn: asyncpg.Connection,
+    count_sql: str,
+    start: Callable[[int], Awaitable[str]],
+    n: int,
+    starters: int,
+) -> float:
+    """Seconds from the first start until all ``n`` runs are completed."""
+    began = time.perf_counter()
+    ids = await start_all(start, n, starters)
+    while (done := await conn.fetchval(count_sql, ids)) < n:
+        if time.perf_counter() - began > 600:
+            raise TimeoutError(f"only {done} of {n} runs completed in 600 s")
+        await asyncio.sleep(0.02)
+    return time.perf_counter() - began
+
+
+async def throughput(
+    ff: Forgeflow,
+    raw: RawClient,
+    dsn: str,
+    n: int,
+    rounds: int,
+    concurrency: int,
+    starters: int,
+) -> None:
+    async def engine(i: int) -> str:
+        return await ff.start(three_steps, i, queue=TP_ENGINE)
+
+    async def baseline(i: int) -> str:
+        return await raw.start(TP_RAW, i)
+
+    print(
+        f"\nThroughput: {n} runs started by {starters} concurrent starters, worker processes "
+        f"with concurrency {concurrency} each, {rounds} round(s), timed first start -> "
+        f"all completed"
+    )
+    print(f"{'':36}{'best runs/s':>13}{'median runs/s':>15}")
+    conn = await asyncpg.connect(dsn)
+    try:
+        for workers in (1, 2):
+            results: dict[str, list[float]] = {"raw": [], "forgeflow": []}
+            async with (
+                worker_processes(dsn, "raw", TP_RAW, workers, concurrency),
+                worker_processes(dsn, "forgeflow", TP_ENGINE, workers, concurrency),
+            ):
+                await drain(conn, COUNT_RAW, baseline, 50, starters)  # warm up
+                await drain(conn, COUNT_ENGINE, engine, 50, starters)
+                for _ in range(rounds):
+                    results["raw"].append(n / await drain(conn, COUNT_RAW, baseline, n, starters))
+                    results["forgeflow"].append(
+                        n / await drain(conn, COUNT_ENGINE, engine, n, starters)
+                    )
+            for name, rates in results.items():
+                label = f"{name}, {workers} worker process{'es' if workers > 1 else ''}"
+                print(f"{label:36}{max(rates):13.0f}{statistics.median(rates):15.0f}")
+            share = statistics.median(results["forgeflow"]) / statistics.median(results["raw"])
+            print(f"{'':36}forgeflow/raw (median): {share:.2f}")
+    finally:
+        await conn.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    dsn_argument(parser)
+    parser.add_argument("--runs", type=int, default=300, help="latency samples per set-up")
+    parser.add_argument("--throughput-runs", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per set-up")
+    parser.add_argument("--concurrency", type=int, default=10, help="runs per worker at once")
+    parser.add_argument("--starters", type=int, default=4, help="concurrent starting tasks")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    quiet_logs()
+    dsn = await server_dsn(args.dsn)
+    print(f"server: {await describe_server(dsn)}")
+    print(load_line())
+    await prepare_raw_schema(dsn)
+    async with (
+        Forgeflow.connect(dsn, registry=registry) as ff,
+        RawClient.connect(dsn) as raw,
+    ):
+        await latency(ff, raw, dsn, args.runs, args.concurrency)
+        if not args.skip_throughput:
+            await throughput(
+                ff, raw, dsn, args.throughput_runs, args.rounds, args.concurrency, args.starters
+            )
+    print(load_line())
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""The dashboard's files, the pages behind hook links, and the live event streams."""

@@ -1,0 +1,499 @@
+// The forgeflow dashboard: plain DOM code over the JSON API, live through server-sent events.
+"use strict";
+
+(() => {
+  const STATUSES = ["created", "running", "waiting", "completed", "compensating",
+    "compensated", "failed"];
+  const TERMINAL = new Set(["completed", "compensated", "failed"]);
+  const DECISIONS = ["approve", "reject", "escalate"];
+  const state = {
+    token: sessionStorage.getItem("forgeflow.token") || "",
+    status: "",
+    workflow: "",
+    runs: [],
+    cursor: null,
+    stream: null,
+    poll: null,
+    refreshTimer: null,
+    runId: null,
+  };
+  const $ = (id) => document.getElementById(id);
+
+  // -- small helpers ---------------------------------------------------------------------
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+      else if (key === "class") el.className = value;
+      else el.setAttribute(key, value === true ? "" : String(value));
+    }
+    fill(el, children);
+    return el;
+  }
+
+  // Appends children, flattening nested arrays and skipping null, undefined and false.
+  function fill(el, children) {
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(child instanceof Node ? child : String(child));
+    }
+    return el;
+  }
+
+  function show(...children) {
+    const view = $("view");
+    view.replaceChildren();
+    fill(view, children);
+  }
+
+  function endpoint(path, params) {
+    // Relative to the page, so the app works wherever it is mounted.
+    const url = new URL(path, window.location.href);
+    url.hash = "";
+    url.search = "";
+    for (const [key, value] of Object.entries(params || {})) {
+      if (value !== "" && value !== null && value !== undefined) url.searchParams.set(key, value);
+    }
+    return url;
+  }
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      const detail = body && body.detail;
+      let message = body && body.error ? body.error : `HTTP ${status}`;
+      if (typeof detail === "string") message = detail;
+      else if (detail && detail.message) message = detail.message;
+      super(message);
+      this.status = status;
+      this.body = body;
+    }
+  }
+
+  async function api(method, path, options = {}) {
+    const headers = { Accept: "application/json" };
+    if (state.token) headers.Authorization = `Bearer ${state.token}`;
+    const init = { method, headers };
+    if (options.body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(options.body);
+    }
+    const response = await fetch(endpoint(path, options.params), init);
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (_) {
+      data = null;
+    }
+    if (response.status === 401) showLogin();
+    if (!response.ok) throw new ApiError(response.status, data);
+    return data;
+  }
+
+  function closeStream() {
+    if (state.stream) state.stream.close();
+    state.stream = null;
+    if (state.poll) clearInterval(state.poll);
+    state.poll = null;
+  }
+
+  function openStream(path, handlers, onBroken) {
+    const url = endpoint(path);
+    if (state.token) url.searchParams.set("access_token", state.token);
+    const source = new EventSource(url);
+    source.onopen = () => setLive("on", "live");
+    source.onerror = () => {
+      // EventSource reconnects by itself unless the server refused the stream.
+      setLive("off", source.readyState === EventSource.CLOSED ? "offline" : "reconnecting…");
+      if (source.readyState === EventSource.CLOSED && onBroken) onBroken();
+    };
+    for (const [name, fn] of Object.entries(handlers)) {
+      source.addEventListener(name, (event) => fn(JSON.parse(event.data)));
+    }
+    state.stream = source;
+  }
+
+  function setLive(kind, text) {
+    const el = $("live");
+    el.className = `live ${kind}`;
+    el.textContent = text;
+  }
+
+  function notice(message, isError) {
+    const el = $("notice");
+    el.textContent = message;
+    el.className = isError ? "notice error" : "notice";
+    el.hidden = false;
+  }
+
+  function clearNotice() {
+    $("notice").hidden = true;
+  }
+
+  function showLogin() {
+    $("login").hidden = false;
+    notice("This dashboard needs the admin token.", true);
+  }
+
+  function badge(status, testid) {
+    return h("span", { class: `badge ${status}`, "data-testid": testid }, status);
+  }
+
+  function fmtTime(iso) {
+    if (!iso) return "";
+    const d = new Date(iso);
+    const pad = (n, w = 2) => String(n).padStart(w, "0");
+    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.` +
+      pad(d.getMilliseconds(), 3);
+  }
+
+  function fmtDateTime(iso) {
+    if (!iso) return "";
+    const d = new Date(iso);
+    return `${d.toLocaleDateString()} ${fmtTime(iso)}`;
+  }
+
+  function fmtDuration(ms) {
+    if (ms === null || ms === undefined || Number.isNaN(ms)) return "";
+    if (ms < 1000) return `${Math.round(ms)} ms`;
+    const s = ms / 1000;
+    if (s < 60) return `${s.toFixed(1)} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} m ${Math.round(s % 60)} s`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} m`;
+    return `${Math.floor(s / 86400)} d ${Math.round((s % 86400) / 3600)} h`;
+  }
+
+  function between(a, b) {
+    if (!a) return null;
+    return (b ? Date.parse(b) : Date.now()) - Date.parse(a);
+  }
+
+  function describeWait(run) {
+    const wait = run.wait;
+    if (!wait || run.status !== "waiting") return "";
+    switch (wait.kind) {
+      case "hook": return `decision on ${wait.step}`;
+      case "sleep": return `timer until ${fmtDateTime(wait.wake_at || run.wake_at)}`;
+      case "retry": return `retry of ${wait.step} at ${fmtDateTime(wait.wake_at || run.wake_at)}`;
+      case "event": return `event ${wait.event_type}`;
+      case "child": return `child run ${wait.child_run_id || ""}`;
+      case "poll": return `polling ${wait.step}`;
+      default: return wait.kind || "";
+    }
+  }
+
+  function runLink(run) {
+    return h("a", { href: `#/runs/${encodeURIComponent(run.run_id)}`, class: "mono",
+      "data-testid": "run-link", title: run.run_id }, run.run_id.slice(0, 8));
+  }
+
+  // -- hooks (both views) ----------------------------------------------------------------
+
+  function hookButtons(hook, after) {
+    const open = (hook.status === "active" || hook.status === "pending") && !hook.is_expired;
+    if (!open) return [];
+    const buttons = DECISIONS.map((decision) => h("button", {
+      class: `action ${decision}`, type: "button", "data-testid": `hook-${decision}`,
+      "data-hook-id": hook.hook_id,
+    }, decision.charAt(0).toUpperCase() + decision.slice(1)));
+    buttons.forEach((button, i) => button.addEventListener("click", async () => {
+      buttons.forEach((b) => { b.disabled = true; });
+      try {
+        await api("POST", `hooks/${encodeURIComponent(hook.hook_id)}`,
+          { body: { decision: DECISIONS[i], data: { via: "dashboard" } } });
+        notice(`${DECISIONS[i]}: sent for ${hook.name}`);
+        if (after) after();
+      } catch (error) {
+        notice(error.message, true);
+        buttons.forEach((b) => { b.disabled = false; });
+      }
+    }));
+    return buttons;
+  }
+
+  function hooksTable(hooks, withRun, after) {
+    if (!hooks.length) return h("p", { class: "empty" }, "Nothing is waiting for a decision.");
+    return h("table", { "data-testid": withRun ? "active-hooks" : "run-hooks" },
+      h("thead", {}, h("tr", {},
+        withRun ? h("th", {}, "Run") : null, h("th", {}, "Hook"), h("th", {}, "Status"),
+        h("th", {}, "Created"), h("th", {}, "Expires"), h("th", {}, "Decision"))),
+      h("tbody", {}, hooks.map((hook) => h("tr", { "data-hook-id": hook.hook_id },
+        withRun ? h("td", {}, runLink(hook), " ", hook.workflow) : null,
+        h("td", {}, hook.name,
+          Object.keys(hook.metadata || {}).length
+            ? h("div", { class: "note mono" }, JSON.stringify(hook.metadata)) : null),
+        h("td", {}, badge(hook.is_expired && hook.status === "active" ? "expired" : hook.status)),
+        h("td", {}, fmtDateTime(hook.created_at)),
+        h("td", {}, fmtDateTime(hook.expires_at)),
+        h("td", {}, hook.decision ? badge(hook.decision) : hookButtons(hook, after))))));
+  }
+
+  // -- runs list -------------------------------------------------------------------------
+
+  function filtersBar() {
+    const buttons = ["", ...STATUSES].map((status) => h("button", {
+      type: "button", class: state.status === status ? "active" : "",
+      "data-status": status || "all",
+      onclick: () => { state.status = status; showList(); },
+    }, status || "all"));
+    const search = h("input", { type: "search", placeholder: "workflow", value: state.workflow,
+      "aria-label": "workflow" });
+    search.addEventListener("change", () => { state.workflow = search.value.trim(); refreshList(); });
+    return h("div", { class: "filters" }, buttons, search);
+  }
+
+  function runRow(run) {
+    return h("tr", { "data-run-id": run.run_id },
+      h("td", {}, runLink(run)),
+      h("td", {}, `${run.workflow} v${run.version}`),
+      h("td", {}, badge(run.status, "run-status")),
+      h("td", {}, describeWait(run)),
+      h("td", {}, fmtDateTime(run.created_at)),
+      h("td", {}, fmtDuration(between(run.started_at, run.completed_at))));
+  }
+
+  function renderRuns() {
+    const box = $("runs");
+    if (!box) return;
+    if (!state.runs.length) {
+      box.replaceChildren(h("p", { class: "empty" }, "No runs."));
+      return;
+    }
+    const more = state.cursor ? h("button", { type: "button", class: "more",
+      onclick: loadMore }, "Load more") : null;
+    box.replaceChildren(h("table", { "data-testid": "runs" },
+      h("thead", {}, h("tr", {}, ["Run", "Workflow", "Status", "Waiting on", "Created",
+        "Duration"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, state.runs.map(runRow))), more);
+  }
+
+  function listParams(cursor) {
+    return { status: state.status, workflow: state.workflow, limit: 50, cursor };
+  }
+
+  async function refreshList() {
+    if (!$("runs")) return;
+    try {
+      const [runs, hooks] = await Promise.all([
+        api("GET", "runs", { params: listParams(null) }),
+        api("GET", "hooks", { params: { status: "active" } }),
+      ]);
+      state.runs = runs.runs;
+      state.cursor = runs.next_cursor;
+      renderRuns();
+      const box = $("hooks");
+      if (box) box.replaceChildren(hooksTable(hooks.hooks, true, scheduleRefresh));
+    } catch (error) {
+      notice(error.message, true);
+    }
+  }
+
+  async function loadMore() {
+    try {
+      const page = await api("GET", "runs", { params: listParams(state.cursor) });
+      state.runs = state.runs.concat(page.runs);
+      state.cursor = page.next_cursor;
+      renderRuns();
+    } catch (error) {
+      notice(error.message, true);
+    }
+  }
+
+  function scheduleRefresh() {
+    if (state.refreshTimer) return;
+    state.refreshTimer = setTimeout(() => {
+      state.refreshTimer = null;
+      if (state.runId) refreshRun(state.runId);
+      else refreshList();
+    }, 100);
+  }
+
+  function showList() {
+    closeStream();
+    state.runId = null;
+    show(
+      h("h1", {}, "Runs"),
+      filtersBar(),
+      h("div", { id: "runs" }, h("p", { class: "empty" }, "Loading…")),
+      h("h2", {}, "Waiting for a decision"),
+      h("div", { id: "hooks" }),
+    );
+    refreshList();
+    openStream("runs/changes", { change: scheduleRefresh });
+    // A slow safety net for changes a lost stream could miss.
+    state.poll = setInterval(refreshList, 30000);
+  }
+
+  // -- one run ---------------------------------------------------------------------------
+
+  function cancelButton(run) {
+    if (TERMINAL.has(run.status)) return null;
+    if (run.cancel_requested) return h("span", { class: "note" }, "cancel requested");
+    const button = h("button", { class: "action cancel", type: "button",
+      "data-testid": "cancel" }, "Cancel run");
+    button.addEventListener("click", async () => {
+      if (!button.dataset.armed) {
+        button.dataset.armed = "1";
+        button.textContent = "Confirm cancel";
+        return;
+      }
+      button.disabled = true;
+      try {
+        await api("POST", `runs/${encodeURIComponent(run.run_id)}/cancel`);
+        notice("cancel requested; compensations run in reverse");
+        refreshRun(run.run_id);
+      } catch (error) {
+        notice(error.message, true);
+        button.disabled = false;
+      }
+    });
+    return button;
+  }
+
+  function timeline(run) {
+    const start = Date.parse(run.started_at || run.created_at);
+    const times = [Date.parse(run.completed_at || "") || Date.now()];
+    for (const step of run.steps) {
+      for (const t of [step.completed_at, step.compensated_at]) if (t) times.push(Date.parse(t));
+    }
+    const span = Math.max(Math.max(...times) - start, 1);
+    const bar = (from, to, status) => {
+      const a = Date.parse(from);
+      const b = to ? Date.parse(to) : Date.now();
+      const left = Math.max(0, ((a - start) / span) * 100);
+      const width = Math.max(((b - a) / span) * 100, 0.4);
+      // Set through the CSSOM: the page's CSP forbids inline style attributes.
+      const fill = h("span", { class: status });
+      fill.style.left = `${left.toFixed(2)}%`;
+      fill.style.width = `${Math.min(width, 100 - left).toFixed(2)}%`;
+      return h("div", { class: "track" }, fill);
+    };
+    const rows = [];
+    for (const step of run.steps) {
+      const from = step.started_at || step.completed_at;
+      const status = step.status === "compensated" ? "completed" : step.status;
+      rows.push(h("tr", { "data-step": step.name },
+        h("td", { class: "mono" }, step.name), h("td", {}, step.kind),
+        h("td", {}, badge(status)),
+        h("td", {}, fmtTime(from)), h("td", {}, fmtTime(step.completed_at)),
+        h("td", {}, step.kind === "hook" ? "" : fmtDuration(between(from, step.completed_at))),
+        h("td", {}, step.attempts > 1 ? step.attempts : ""),
+        h("td", { class: "bar" }, from ? bar(from, step.completed_at, status) : null)));
+      if (step.error && step.status !== "completed") {
+        rows.push(h("tr", {}, h("td", {}), h("td", { colspan: 7, class: "error" },
+          step.error.message || JSON.stringify(step.error))));
+      }
+      if (step.compensated_at || step.compensation_error) {
+        const failed = Boolean(step.compensation_error);
+        rows.push(h("tr", { "data-compensation": step.name },
+          h("td", { class: "mono" }, `↺ ${step.name}`), h("td", {}, "compensation"),
+          h("td", {}, badge(failed ? "failed" : "compensated")),
+          h("td", {}, fmtTime(step.compensated_at)), h("td", {}, ""), h("td", {}, ""),
+          h("td", {}, ""),
+          h("td", { class: failed ? "error" : "note" }, failed
+            ? (step.compensation_error.message || JSON.stringify(step.compensation_error))
+            : "undone")));
+      }
+    }
+    if (run.status === "waiting") {
+      rows.push(h("tr", { "data-testid": "waiting-row" },
+        h("td", { class: "mono" }, "⏸ waiting"), h("td", {}, run.wait ? run.wait.kind : ""),
+        h("td", {}, badge("waiting")), h("td", { colspan: 5 }, describeWait(run))));
+    }
+    if (!rows.length) return h("p", { class: "empty" }, "No steps yet.");
+    return h("table", { class: "timeline", "data-testid": "timeline" },
+      h("thead", {}, h("tr", {}, ["Step", "Kind", "Status", "Started", "Ended", "Duration",
+        "Attempts", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows));
+  }
+
+  function json(value) {
+    return h("pre", {}, JSON.stringify(value, null, 2));
+  }
+
+  function renderRun(run) {
+    if (state.runId !== run.run_id) return;
+    const meta = [
+      ["Run", h("span", { class: "mono", "data-testid": "run-id" }, run.run_id)],
+      ["Status", badge(run.status, "run-status")],
+      ["Created", fmtDateTime(run.created_at)],
+      ["Started", fmtDateTime(run.started_at)],
+      ["Ended", fmtDateTime(run.completed_at)],
+      ["Duration", fmtDuration(between(run.started_at, run.completed_at))],
+      ["Current step", run.current_step || ""],
+      ["Waiting on", describeWait(run)],
+      ["Queue", run.queue],
+      ["Executions", run.executions],
+    ];
+    if (run.end_reason) meta.push(["Ended because", run.end_reason]);
+    if (run.parent_run_id) {
+      meta.push(["Parent", runLink({ run_id: run.parent_run_id })]);
+    }
+    show(
+      h("h1", {}, `${run.workflow} v${run.version} `, badge(run.status)),
+      h("div", { class: "card" },
+        h("dl", { class: "meta" }, meta.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+        h("p", {}, cancelButton(run))),
+      run.hooks.length ? [h("h2", {}, "Hooks"),
+        hooksTable(run.hooks, false, () => refreshRun(run.run_id))] : null,
+      h("h2", {}, "Timeline"),
+      timeline(run),
+      h("h2", {}, "Input"), json(run.input),
+      run.output !== null ? [h("h2", {}, "Output"), json(run.output)] : null,
+      run.error ? [h("h2", {}, "Error"), json(run.error)] : null,
+    );
+  }
+
+  async function refreshRun(id) {
+    try {
+      renderRun(await api("GET", `runs/${encodeURIComponent(id)}`));
+    } catch (error) {
+      notice(error.message, true);
+    }
+  }
+
+  async function showRun(id) {
+    closeStream();
+    state.runId = id;
+    show(h("p", { class: "empty" }, "Loading…"));
+    try {
+      renderRun(await api("GET", `runs/${encodeURIComponent(id)}`));
+    } catch (error) {
+      const text = error.status === 404 ? `No run ${id}.` : error.message;
+      show(h("p", { class: "error" }, text));
+      return;
+    }
+    openStream(`runs/${encodeURIComponent(id)}/events`, {
+      run: renderRun,
+      end: () => {
+        closeStream();
+        setLive("on", "finished");
+      },
+    }, () => {
+      // No stream (a proxy without SSE support): fall back to polling.
+      state.poll = setInterval(() => refreshRun(id), 3000);
+    });
+  }
+
+  // -- routing ---------------------------------------------------------------------------
+
+  function route() {
+    clearNotice();
+    const match = window.location.hash.match(/^#\/runs\/(.+)$/);
+    if (match) showRun(decodeURIComponent(match[1]));
+    else showList();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("login").addEventListener("submit", (event) => {
+      event.preventDefault();
+      state.token = $("token").value.trim();
+      sessionStorage.setItem("forgeflow.token", state.token);
+      $("login").hidden = true;
+      route();
+    });
+    window.addEventListener("hashchange", route);
+    route();
+  });
+})();

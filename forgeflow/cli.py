@@ -1,0 +1,710 @@
+"""The ``forgeflow`` command: run workers and the HTTP server, inspect and steer runs.
+
+Exit codes: 0 success, 1 an error (unknown run, hook already used, database down…),
+2 a usage error (bad option, invalid JSON), 130 interrupted. Errors go to stderr as one
+line; ``--json`` makes every command print JSON on stdout for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+import structlog
+
+from ._client import Forgeflow
+from ._definitions import Registry, default_registry
+from ._models import HookStatus, Outcome, StepRecord, WorkflowRecord, WorkflowStatus
+from .errors import ForgeflowError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class CliError(Exception):
+    """A failure reported to the user as one line on stderr."""
+
+
+# -- loading the user's workflows ---------------------------------------------------------
+
+
+def load_app(spec: str) -> Registry:
+    """Import MODULE (a dotted name or a .py file; ``:name`` picks a Registry in it)."""
+    target, attr = spec, ""
+    if ":" in spec and not Path(spec).exists():
+        target, _, attr = spec.rpartition(":")
+    try:
+        module = _import(target)
+    except CliError:
+        raise
+    except Exception as exc:
+        raise CliError(f"cannot import {target}: {type(exc).__name__}: {exc}") from exc
+    if not attr:
+        registry = default_registry
+    else:
+        found = getattr(module, attr, None)
+        if not isinstance(found, Registry):
+            raise CliError(f"{spec}: {attr!r} is not a forgeflow Registry")
+        registry = found
+    if not len(registry):
+        raise CliError(f"{spec} registers no workflows (decorate them with @workflow)")
+    return registry
+
+
+def _import(target: str) -> Any:
+    path = Path(target)
+    if target.endswith(".py") or os.sep in target:
+        if not path.is_file():
+            raise CliError(f"no such file: {target}")
+        path = path.resolve()
+        # Like `python file.py`: the file's directory is importable (its sibling modules).
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise CliError(f"cannot import {target}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+        return module
+    # A console script does not put the working directory on sys.path; users expect it.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return importlib.import_module(target)
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def _out(text: str = "", stream: TextIO | None = None) -> None:
+    print(text, file=stream or sys.stdout, flush=True)
+
+
+def _dump(value: Any) -> None:
+    _out(json.dumps(value, ensure_ascii=False))
+
+
+def _ts(moment: datetime | None, *, short: bool = False) -> str:
+    if moment is None:
+        return "-"
+    moment = moment.astimezone(UTC)
+    if short:
+        return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + "Z"
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "-"
+    seconds = (end - start).total_seconds()
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for row in (headers, *rows):
+        _out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _waiting_on(record: WorkflowRecord) -> str:
+    wait = record.wait if isinstance(record.wait, dict) else None
+    if record.status is not WorkflowStatus.WAITING or not wait:
+        return ""
+    kind = wait.get("kind")
+    if kind == "hook":
+        return f"decision on {wait.get('step')} (hook {wait.get('hook_id')})"
+    if kind in ("sleep", "retry"):
+        return f"{kind} until {_ts(record.wake_at)}"
+    if kind == "event":
+        return f"event {wait.get('event_type')}"
+    if kind == "child":
+        return f"child run {wait.get('child_run_id')}"
+    return str(kind or "")
+
+
+def _brief(record: WorkflowRecord) -> dict[str, Any]:
+    return record.model_dump(mode="json", exclude={"steps", "hooks", "input", "output"})
+
+
+class Timeline:
+    """Prints a run as a step timeline, then (watching) one line per change."""
+
+    def __init__(self) -> None:
+        self._steps: dict[str, tuple[str, bool]] = {}
+        self._status: tuple[str, str] | None = None
+
+    def header(self, record: WorkflowRecord) -> None:
+        """The run's identity, status and times."""
+        rows = [
+            ("run", record.run_id),
+            ("workflow", f"{record.workflow} v{record.version}"),
+            (
+                "status",
+                record.status.value + (f" ({record.end_reason})" if record.end_reason else ""),
+            ),
+            ("created", _ts(record.created_at)),
+            ("started", _ts(record.started_at)),
+            ("ended", _ts(record.completed_at)),
+            ("duration", _duration(record.started_at, record.completed_at)),
+        ]
+        if _waiting_on(record):
+            rows.append(("waiting", _waiting_on(record)))
+        if record.error:
+            rows.append(("error", json.dumps(record.error, ensure_ascii=False)))
+        if record.status is WorkflowStatus.COMPLETED:
+            rows.append(("output", json.dumps(record.output, ensure_ascii=False)))
+        for key, value in rows:
+            _out(f"{key:<9} {value}")
+
+    def table(self, record: WorkflowRecord) -> None:
+        """Every step: start, end, duration, attempts, and its compensation."""
+        if not record.steps:
+            _out("\n(no steps yet)")
+            return
+        rows = []
+        for step in record.steps:
+            started = step.started_at or step.completed_at
+            rows.append(
+                [
+                    step.name,
+                    step.kind,
+                    step.status.value,
+                    _ts(started, short=True),
+                    _ts(step.completed_at, short=True),
+                    _duration(started, step.completed_at),
+                    str(step.attempts),
+                ]
+            )
+            if step.compensated_at is not None:
+                outcome = "failed" if step.compensation_error else "compensated"
+                rows.append(
+                    [
+                        f"  ↺ {step.name}",
+                        "undo",
+                        outcome,
+                        _ts(step.compensated_at, short=True),
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+        _out()
+        _table(["STEP", "KIND", "STATUS", "STARTED", "ENDED", "DURATION", "ATTEMPTS"], rows)
+
+    def update(self, record: WorkflowRecord) -> None:
+        """Print what changed since the previous record (everything, the first time)."""
+        if self._status is None:
+            _out(f"run {record.run_id} ({record.workflow} v{record.version})")
+        status = (record.status.value, _waiting_on(record))
+        if status != self._status and not record.is_terminal:
+            self._line(None, self._status_text(record))
+        for step in record.steps:
+            self._step(step)
+        if status != self._status and record.is_terminal:
+            self._line(record.completed_at, self._status_text(record))
+        self._status = status
+
+    def _step(self, step: StepRecord) -> None:
+        key = (step.status.value, step.compensated_at is not None)
+        if self._steps.get(step.name) == key:
+            return
+        previous = self._steps.get(step.name)
+        self._steps[step.name] = key
+        if previous is None or previous[0] != key[0]:
+            started = step.started_at or step.completed_at
+            extra = ""
+            if step.completed_at is not None and step.kind == "step":
+                extra = f" in {_duration(started, step.completed_at)}"
+            if step.attempts > 1:
+                extra += f" after {step.attempts} attempts"
+            when = step.completed_at or started
+            self._line(when, f"{step.kind} {step.name} {step.status.value}{extra}")
+        if key[1] and (previous is None or not previous[1]):
+            failed = " FAILED" if step.compensation_error else ""
+            self._line(step.compensated_at, f"compensation of {step.name} ran{failed}")
+
+    @staticmethod
+    def _status_text(record: WorkflowRecord) -> str:
+        text = record.status.value
+        if _waiting_on(record):
+            text += f": {_waiting_on(record)}"
+        if record.end_reason:
+            text += f" ({record.end_reason})"
+        if record.is_terminal and record.error:
+            text += f": {record.error.get('message', '') if isinstance(record.error, dict) else ''}"
+        return text
+
+    @staticmethod
+    def _line(when: datetime | None, text: str) -> None:
+        _out(f"{_ts(when or datetime.now(UTC), short=True)}  {text}")
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _connect(
+    args: argparse.Namespace, registry: Registry | None = None, **options: Any
+) -> AsyncIterator[Forgeflow]:
+    options.setdefault("min_pool", 1)
+    options.setdefault("max_pool", 4)
+    async with Forgeflow.connect(args.dsn, registry=registry, **options) as client:
+        yield client
+
+
+async def _until_signalled() -> int:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            return int(signum)
+    return 0
+
+
+def _queues(args: argparse.Namespace) -> list[str]:
+    return list(args.queue or ["default"])
+
+
+async def cmd_worker(args: argparse.Namespace) -> int:
+    registry = load_app(args.module)
+    async with (
+        _connect(args, registry, max_pool=args.concurrency + 4) as ff,
+        ff.worker(concurrency=args.concurrency, queues=_queues(args), grace=args.grace) as worker,
+    ):
+        names = ", ".join(registry.names())
+        _out(
+            f"forgeflow worker {worker.worker_id}: {names} on queues "
+            f"{', '.join(worker.queues)} (concurrency {args.concurrency}); "
+            "SIGTERM or Ctrl-C stops it gracefully",
+            sys.stderr,
+        )
+        signum = await _until_signalled()
+        _out(
+            f"forgeflow worker: {signal.Signals(signum).name}, stopping "
+            f"(up to {args.grace} for running steps)",
+            sys.stderr,
+        )
+    return EXIT_OK
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .http import create_app
+    except ImportError:
+        raise CliError("serve needs the http extra: pip install 'forgeflow[http]'") from None
+    registry = load_app(args.module)
+    sock = _listen(args.host, args.port)
+    port = sock.getsockname()[1]
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    base_url = args.base_url or os.environ.get("FORGEFLOW_BASE_URL") or f"http://{shown}:{port}"
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # signals are ours: the worker must stop after the server, gracefully
+
+    async with _connect(args, registry, base_url=base_url, max_pool=args.concurrency + 10) as ff:
+        app = create_app(
+            ff,
+            secret=os.environ.get("FORGEFLOW_SECRET"),
+            admin_token=os.environ.get("FORGEFLOW_ADMIN_TOKEN"),
+        )
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_level="info" if args.verbose else "warning",
+            timeout_graceful_shutdown=10,
+        )
+        server = Server(config)
+        worker = (
+            None
+            if args.no_worker
+            else ff.worker(concurrency=args.concurrency, queues=_queues(args), grace=args.grace)
+        )
+        async with worker or contextlib.nullcontext(), anyio.create_task_group() as group:
+
+            async def stop_on_signal() -> None:
+                signum = await _until_signalled()
+                _out(f"forgeflow serve: {signal.Signals(signum).name}, stopping", sys.stderr)
+                app.state.forgeflow.close_streams()
+                server.should_exit = True
+
+            group.start_soon(stop_on_signal)
+            with_worker = (
+                "without a worker"
+                if worker is None
+                else (f"with a worker (concurrency {args.concurrency})")
+            )
+            _out(
+                f"forgeflow: serving {base_url}/ ({', '.join(registry.names())}) {with_worker}",
+                sys.stderr,
+            )
+            await server.serve(sockets=[sock])
+            group.cancel_scope.cancel()
+    return EXIT_OK
+
+
+async def cmd_start(args: argparse.Namespace) -> int:
+    registry = load_app(args.app) if args.app else default_registry
+    if args.name not in registry:
+        raise CliError(
+            f"workflow {args.name!r} is not registered here: pass --app MODULE "
+            "(the module that defines it) or set FORGEFLOW_APP"
+        )
+    async with _connect(args, registry) as ff:
+        run_id = await ff.start(
+            args.name, args.input, idempotency_key=args.idempotency_key, version=args.version
+        )
+    if args.json:
+        _dump({"run_id": run_id, "status": "created"})
+    else:
+        _out(run_id)
+    return EXIT_OK
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    async with _connect(args) as ff:
+        if not args.watch:
+            record = await ff.status(args.run)
+            if args.json:
+                _dump(record.model_dump(mode="json"))
+            else:
+                timeline = Timeline()
+                timeline.header(record)
+                timeline.table(record)
+            return EXIT_OK
+        last: WorkflowRecord | None = None
+        watcher = Timeline()
+        async for record in ff.watch(args.run):
+            last = record
+            if args.json:
+                _dump(record.model_dump(mode="json"))
+            else:
+                watcher.update(record)
+    if last is None or last.status is WorkflowStatus.COMPLETED:
+        return EXIT_OK
+    _out(f"forgeflow: run {last.run_id} ended {last.status.value}", sys.stderr)
+    return EXIT_ERROR
+
+
+async def cmd_runs(args: argparse.Namespace) -> int:
+    async with _connect(args) as ff:
+        records = await ff.list_runs(status=args.status, workflow=args.workflow, limit=args.limit)
+    if args.json:
+        _dump([_brief(r) for r in records])
+    elif not records:
+        _out("no runs", sys.stderr)
+    else:
+        rows = [
+            [
+                r.run_id,
+                f"{r.workflow} v{r.version}",
+                r.status.value,
+                _ts(r.created_at),
+                _waiting_on(r),
+            ]
+            for r in records
+        ]
+        _table(["RUN", "WORKFLOW", "STATUS", "CREATED", "WAITING ON"], rows)
+    return EXIT_OK
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    async with _connect(args) as ff:
+        record = await ff.cancel(args.run)
+    if record.is_terminal and not record.cancel_requested:
+        raise CliError(f"run {record.run_id} already ended {record.status.value}")
+    if args.json:
+        _dump({"run_id": record.run_id, "status": record.status.value})
+    else:
+        _out(
+            f"cancel requested for {record.run_id} (now {record.status.value}); "
+            "its compensations run in reverse"
+        )
+    return EXIT_OK
+
+
+async def cmd_hooks_list(args: argparse.Namespace) -> int:
+    status = None if args.status == "all" else args.status
+    async with _connect(args) as ff:
+        hooks = await ff.list_hooks(status=status, workflow=args.workflow)
+    if args.json:
+        _dump({"hooks": [h.model_dump(mode="json") for h in hooks], "count": len(hooks)})
+    elif not hooks:
+        _out(f"no {args.status} hooks" if status else "no hooks", sys.stderr)
+    else:
+        rows = [
+            [
+                h.hook_id,
+                h.run_id,
+                h.workflow,
+                h.name,
+                "expired" if h.is_expired and h.status is HookStatus.ACTIVE else h.status.value,
+                _ts(h.expires_at),
+            ]
+            for h in hooks
+        ]
+        _table(["HOOK", "RUN", "WORKFLOW", "NAME", "STATUS", "EXPIRES"], rows)
+    return EXIT_OK
+
+
+async def cmd_hooks_resume(args: argparse.Namespace) -> int:
+    async with _connect(args) as ff:
+        run_id = await ff.resume_hook(args.hook, args.decision, args.data)
+    if args.json:
+        _dump({"run_id": run_id, "hook_id": args.hook, "decision": args.decision})
+    else:
+        _out(f"{args.decision} recorded for hook {args.hook}; run {run_id} resumes")
+    return EXIT_OK
+
+
+async def cmd_migrate(args: argparse.Namespace) -> int:
+    async with _connect(args, migrate=False) as ff:
+        applied = await ff._store.migrate()
+    if args.json:
+        _dump({"applied": applied})
+    elif applied:
+        _out(f"applied migrations: {', '.join(f'{v:04d}' for v in applied)}")
+    else:
+        _out("the database is up to date")
+    return EXIT_OK
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = _json_value(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # On subcommands the defaults are suppressed so `forgeflow --dsn X status RUN` and
+    # `forgeflow status RUN --dsn X` both work.
+    default: Any = None if top else argparse.SUPPRESS
+    flag: Any = False if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--dsn",
+        default=default,
+        metavar="URL",
+        help="PostgreSQL URL (default: $FORGEFLOW_DATABASE_URL, else the "
+        "embedded server under ./.forgeflow)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=flag, help="print JSON on stdout, for scripts"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=flag, help="show forgeflow's logs on stderr"
+    )
+
+
+def _worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=10,
+        metavar="N",
+        help="runs executed at once (default 10)",
+    )
+    parser.add_argument(
+        "--queue",
+        action="append",
+        metavar="Q",
+        help="queue to take runs from; repeat for several (default: default)",
+    )
+    parser.add_argument(
+        "--grace", default="30s", help="how long running steps may finish on shutdown (default 30s)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``forgeflow`` command."""
+    parser = argparse.ArgumentParser(prog="forgeflow", description="Durable sagas on PostgreSQL.")
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        _common(p, top=False)
+        return p
+
+    p = command("worker", "execute runs of the workflows MODULE registers, until stopped")
+    p.add_argument("module", metavar="MODULE", help="dotted module or path to a .py file")
+    _worker_options(p)
+    p.set_defaults(handler=cmd_worker)
+
+    p = command("serve", "serve the HTTP API and dashboard, with a worker in the same process")
+    p.add_argument("module", metavar="MODULE", help="dotted module or path to a .py file")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="public URL of the app, used in hook links (default: from host/port)",
+    )
+    p.add_argument("--no-worker", action="store_true", help="serve only; run workers elsewhere")
+    _worker_options(p)
+    p.set_defaults(handler=cmd_serve)
+
+    p = command("start", "start a run of workflow NAME; prints its id")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--input", type=_json_value, default=None, metavar="JSON", help="the workflow input as JSON"
+    )
+    p.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="the same key returns the same run instead of starting another",
+    )
+    p.add_argument("--version", type=_positive, help="start this version (default: latest)")
+    p.add_argument(
+        "--app",
+        default=os.environ.get("FORGEFLOW_APP"),
+        metavar="MODULE",
+        help="module defining the workflow (default: $FORGEFLOW_APP)",
+    )
+    p.set_defaults(handler=cmd_start)
+
+    p = command("status", "show a run and its step timeline")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow the run live until it ends (exit 1 unless it completed)",
+    )
+    p.set_defaults(handler=cmd_status)
+
+    p = command("runs", "list runs, newest first")
+    p.add_argument("--status", choices=[s.value for s in WorkflowStatus])
+    p.add_argument("--workflow", metavar="NAME")
+    p.add_argument("--limit", type=_positive, default=50, help="at most N runs (default 50)")
+    p.set_defaults(handler=cmd_runs)
+
+    p = command("cancel", "cancel a run: its compensations run in reverse")
+    p.add_argument("run", metavar="RUN")
+    p.set_defaults(handler=cmd_cancel)
+
+    hooks = command("hooks", "list resume hooks or give one a decision")
+    hooks_sub = hooks.add_subparsers(dest="hooks_command", required=True, metavar="ACTION")
+    p = hooks_sub.add_parser("list", help="list hooks (default: active ones)")
+    _common(p, top=False)
+    p.add_argument("--status", default="active", choices=[*(s.value for s in HookStatus), "all"])
+    p.add_argument("--workflow", metavar="NAME")
+    p.set_defaults(handler=cmd_hooks_list)
+    p = hooks_sub.add_parser("resume", help="give hook HOOK a decision; its run resumes")
+    _common(p, top=False)
+    p.add_argument("hook", metavar="HOOK")
+    p.add_argument("--decision", required=True, choices=[o.value for o in Outcome])
+    p.add_argument(
+        "--data",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="a JSON object handed to the run with the decision",
+    )
+    p.set_defaults(handler=cmd_hooks_resume)
+
+    p = command("migrate", "apply pending database migrations")
+    p.set_defaults(handler=cmd_migrate)
+    return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    # Logs never go to stdout, which belongs to the command's output (and --json).
+    long_running = args.command in ("worker", "serve")
+    level = logging.INFO if args.verbose or long_running else logging.WARNING
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``forgeflow`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args)
+    try:
+        code: int = anyio.run(args.handler, args)
+        return code
+    except BaseException as raised:
+        exc = _first_error(raised)
+        if isinstance(exc, KeyboardInterrupt):
+            _out("forgeflow: interrupted", sys.stderr)
+            return EXIT_INTERRUPTED
+        if isinstance(exc, SystemExit):
+            return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
+        if isinstance(exc, CliError | ForgeflowError):
+            _out(f"forgeflow: error: {exc}", sys.stderr)
+            return EXIT_ERROR
+        if not isinstance(exc, Exception):
+            raise
+        if args.verbose:
+            traceback.print_exception(exc, file=sys.stderr)
+        _out(
+            f"forgeflow: unexpected error: {type(exc).__name__}: {exc} (-v shows where)", sys.stderr
+        )
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

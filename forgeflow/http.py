@@ -1,0 +1,605 @@
+"""forgeflow's HTTP API and dashboard: a Starlette app over a connected client.
+
+``create_app(client)`` returns an ASGI app; serve it with uvicorn (``forgeflow serve``) or
+mount it under a prefix of your own Starlette / FastAPI app. Every answer is JSON except
+the dashboard and the page a person sees after clicking a hook link.
+
+Who may call what:
+
+* Trigger calls — ``POST /workflows/{name}/start``, ``POST /events/{event_type}`` and
+  ``POST /hooks/{hook_id}`` — need a valid ``X-Forgeflow-Signature`` when ``secret`` is
+  set (``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``, see :func:`sign`),
+  or the admin token when one is set (that is how the dashboard approves hooks).
+* Admin calls — listing and inspecting runs and hooks, cancelling, the live streams —
+  need ``Authorization: Bearer <admin_token>`` when ``admin_token`` is set. Browsers
+  cannot put headers on an ``EventSource``, so the two stream endpoints also accept the
+  token as ``?access_token=``.
+* ``GET /hooks/{hook_id}?decision=...`` is the link put in emails: a link cannot carry a
+  signature, so the hook id itself (at least 128 random bits) is the credential, like a
+  password-reset link. Pass ``hook_links=False`` to accept decisions only as POSTs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import wraps
+from importlib import resources
+from typing import Any
+
+import anyio
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ._client import Forgeflow
+from ._dashboard import pages
+from ._dashboard.streams import ChangeFeed, EventStream
+from ._models import HookStatus, Outcome, WorkflowStatus
+from ._records import hook_record
+from .errors import (
+    DatabaseError,
+    ForgeflowError,
+    HookError,
+    InputValidationError,
+    RunNotFound,
+    WorkflowNotFound,
+)
+
+__all__ = ["DEFAULT_MAX_BODY", "SIGNATURE_HEADER", "create_app", "sign"]
+
+log = structlog.get_logger("forgeflow.http")
+
+SIGNATURE_HEADER = "X-Forgeflow-Signature"
+DEFAULT_MAX_BODY = 1024 * 1024
+MAX_DEPTH = 100  # JSON nesting accepted in bodies; deeper values cannot be stored reliably
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def sign(secret: str | bytes, body: bytes, timestamp: int | None = None) -> str:
+    """The ``X-Forgeflow-Signature`` value for ``body`` sent at ``timestamp`` (default now)."""
+    t = int(time.time()) if timestamp is None else int(timestamp)
+    return f"t={t},v1={_mac(secret, t, body)}"
+
+
+def _mac(secret: str | bytes, t: int, body: bytes) -> str:
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+class ApiError(Exception):
+    """An answer other than success: HTTP status, a stable error code and details."""
+
+    def __init__(
+        self, status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers
+
+
+def _error(
+    status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def classify(exc: ForgeflowError) -> ApiError:
+    """The HTTP answer for a forgeflow error."""
+    if isinstance(exc, InputValidationError):
+        errors = [
+            {"field": ".".join(["input", *(str(p) for p in e["loc"])]), "message": e["msg"]}
+            for e in exc.errors
+        ]
+        return ApiError(422, "invalid_input", {"message": exc.message, "errors": errors})
+    if isinstance(exc, WorkflowNotFound):
+        return ApiError(422, "workflow_not_found", exc.message)
+    if isinstance(exc, RunNotFound):
+        return ApiError(404, "run_not_found", exc.message)
+    if isinstance(exc, HookError):
+        code = {404: "hook_not_found", 409: "hook_already_used", 410: "hook_expired"}
+        return ApiError(exc.status_code, code.get(exc.status_code, "hook_error"), exc.message)
+    if isinstance(exc, DatabaseError):
+        log.warning("http_database_error", error=exc.message)
+        return ApiError(503, "database_unavailable", "the database failed; try again")
+    raise exc
+
+
+def _endpoint(fn: Handler) -> Handler:
+    """Answer errors as JSON; only a genuine bug becomes a (logged) 500."""
+
+    @wraps(fn)
+    async def endpoint(request: Request) -> Response:
+        try:
+            try:
+                return await fn(request)
+            except ForgeflowError as exc:
+                raise classify(exc) from exc
+        except ApiError as exc:
+            return _error(exc.status, exc.error, exc.detail, exc.headers)
+        except Exception:
+            log.exception("http_internal_error", method=request.method, path=request.url.path)
+            return _error(500, "internal_error", "an unexpected error occurred; see the server log")
+
+    return endpoint
+
+
+# -- request parsing ----------------------------------------------------------------------
+
+
+class _StartBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any = None
+    version: StrictInt | None = Field(default=None, ge=1)
+
+
+class _HookBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Outcome
+    data: dict[str, Any] | None = None
+
+
+def _invalid(exc: ValidationError) -> ApiError:
+    errors = [
+        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+        for e in exc.errors()
+    ]
+    return ApiError(422, "invalid_request", {"errors": errors})
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a request body; 400 if it is not JSON, 422 if it holds what cannot be stored."""
+    if not raw.strip():
+        return None
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    _check_storable(value)
+    return value
+
+
+def _check_storable(value: Any) -> None:
+    # PostgreSQL's jsonb refuses NUL characters and non-finite numbers, and lone
+    # surrogates cannot be encoded: refuse them here rather than fail in the database.
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ApiError(422, "invalid_request", f"JSON nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, str):
+            _check_text(item, "body")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ApiError(422, "invalid_request", "numbers must be finite")
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                _check_text(key, "body")
+                stack.append((inner, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((inner, depth + 1) for inner in item)
+
+
+def _check_text(text: str, field: str) -> str:
+    if "\x00" in text:
+        raise ApiError(422, "invalid_request", f"{field}: NUL characters are not allowed")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(422, "invalid_request", f"{field}: not valid Unicode text") from None
+    return text
+
+
+def _limit(request: Request, default: int, maximum: int) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= maximum:
+        message = f"an integer from 1 to {maximum}"
+        raise ApiError(422, "invalid_request", {"errors": [{"field": "limit", "message": message}]})
+    return value
+
+
+def encode_cursor(created_at: datetime, run_id: str) -> str:
+    """An opaque cursor naming the position after ``(created_at, run_id)``."""
+    raw = json.dumps([created_at.isoformat(), run_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Undo :func:`encode_cursor`; 400 for anything it did not produce."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, run_id = json.loads(raw)
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None or not isinstance(run_id, str):
+            raise ValueError("incomplete cursor")
+        return when, _check_text(run_id, "cursor")
+    except (ValueError, TypeError, binascii.Error):
+        raise ApiError(400, "invalid_cursor", "cursor: not a cursor returned by this API") from None
+
+
+def _choice(
+    request: Request,
+    name: str,
+    allowed: type[WorkflowStatus] | type[HookStatus],
+    default: str | None,
+    any_word: str | None = None,
+) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if any_word is not None and raw == any_word:
+        return None
+    values = [s.value for s in allowed]
+    if raw not in values:
+        options = ", ".join(values + ([any_word] if any_word else []))
+        raise ApiError(
+            422, "invalid_request", {"errors": [{"field": name, "message": f"one of {options}"}]}
+        )
+    return raw
+
+
+# -- the application ----------------------------------------------------------------------
+
+
+class _Api:
+    """The endpoints, bound to one client and one security configuration."""
+
+    def __init__(
+        self,
+        client: Forgeflow,
+        *,
+        secret: str | bytes | None,
+        admin_token: str | None,
+        max_body: int,
+        signature_tolerance: float,
+        hook_links: bool,
+    ) -> None:
+        self.client = client
+        self.secret = secret
+        self.admin_token = admin_token
+        self.max_body = max_body
+        self.tolerance = signature_tolerance
+        self.hook_links = hook_links
+        self.closing = anyio.Event()
+        self.feed = ChangeFeed(client)
+
+    def close_streams(self) -> None:
+        """End every open event stream (a server shutting down calls this first)."""
+        self.closing.set()
+
+    # -- guards -------------------------------------------------------------------------
+
+    def _has_admin_token(self, request: Request, *, query: bool = False) -> bool:
+        assert self.admin_token is not None
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            token = request.query_params.get("access_token", "") if query else ""
+        if not token:
+            return False
+        return hmac.compare_digest(
+            token.strip().encode("latin-1", "replace"), self.admin_token.encode()
+        )
+
+    def require_admin(self, request: Request, *, query: bool = False) -> None:
+        """401 unless no admin token is configured or the request carries it."""
+        if self.admin_token is None or self._has_admin_token(request, query=query):
+            return
+        raise ApiError(
+            401,
+            "unauthorized",
+            "this endpoint needs Authorization: Bearer <token>",
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+    def require_signature(self, request: Request, body: bytes) -> None:
+        """401 unless no secret is configured, the signature is valid, or the admin token."""
+        if self.secret is None:
+            return
+        if self.admin_token is not None and self._has_admin_token(request):
+            return
+        header = request.headers.get(SIGNATURE_HEADER)
+        if not header:
+            raise ApiError(401, "signature_required", f"this endpoint needs {SIGNATURE_HEADER}")
+        fields: dict[str, list[str]] = {}
+        for part in header.split(","):
+            key, _, value = part.strip().partition("=")
+            fields.setdefault(key, []).append(value)
+        try:
+            t = int(fields["t"][0])
+            candidates = fields["v1"]
+        except (KeyError, ValueError):
+            raise ApiError(
+                401, "signature_invalid", f"{SIGNATURE_HEADER}: expected t=<unix time>,v1=<hex>"
+            ) from None
+        if abs(time.time() - t) > self.tolerance:
+            raise ApiError(
+                401,
+                "signature_expired",
+                f"the signature timestamp is more than {self.tolerance:g}s away",
+            )
+        expected = _mac(self.secret, t, body).encode()
+        if not any(
+            hmac.compare_digest(expected, c.encode("latin-1", "replace")) for c in candidates
+        ):
+            raise ApiError(401, "signature_invalid", "the signature does not match the body")
+
+    async def read_body(self, request: Request) -> bytes:
+        """The raw body; 413 as soon as it is known to exceed ``max_body``."""
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise ApiError(400, "bad_request", "invalid Content-Length")
+            if int(declared) > self.max_body:
+                raise ApiError(413, "body_too_large", {"limit": self.max_body})
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise ApiError(413, "body_too_large", {"limit": self.max_body})
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _object_body(self, request: Request, what: str) -> dict[str, Any]:
+        raw = await self.read_body(request)
+        self.require_signature(request, raw)
+        value = parse_json(raw)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ApiError(422, "invalid_request", f"the body must be a JSON object ({what})")
+        return value
+
+    @staticmethod
+    def _path(request: Request, name: str) -> str:
+        return _check_text(str(request.path_params[name]), name)
+
+    # -- triggers -------------------------------------------------------------------------
+
+    async def start(self, request: Request) -> Response:
+        name = self._path(request, "name")
+        body = await self._object_body(request, '{"input": ..., "version": null}')
+        try:
+            parsed = _StartBody.model_validate(body)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 1 <= len(_check_text(key, "Idempotency-Key")) <= 255:
+            raise ApiError(422, "invalid_request", "Idempotency-Key: 1 to 255 characters")
+        run_id = await self.client.start(
+            name, parsed.input, idempotency_key=key, version=parsed.version
+        )
+        return JSONResponse({"run_id": run_id, "status": "created"}, status_code=202)
+
+    async def send_event(self, request: Request) -> Response:
+        event_type = self._path(request, "event_type")
+        payload = await self._object_body(request, "the event payload")
+        resumed = await self.client.send_event(event_type, payload)
+        return JSONResponse({"resumed": resumed})
+
+    async def post_hook(self, request: Request) -> Response:
+        hook_id = self._path(request, "hook_id")
+        body = await self._object_body(request, '{"decision": ..., "data": {...}}')
+        try:
+            parsed = _HookBody.model_validate(body)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        key = request.headers.get("idempotency-key")
+        run_id = await self.client.resume_hook(
+            hook_id, parsed.decision, parsed.data, idempotency_key=key
+        )
+        return JSONResponse(
+            {"run_id": run_id, "hook_id": hook_id, "decision": parsed.decision.value}
+        )
+
+    async def hook_link(self, request: Request) -> Response:
+        """The page behind a link in an email: ?decision=... takes the decision."""
+        if not self.hook_links:
+            return pages.page(
+                403, "Links are disabled", "Decisions on this server are taken through its API."
+            )
+        hook_id = str(request.path_params["hook_id"])
+        params = request.query_params
+        try:
+            _check_text(hook_id, "hook_id")
+            data: dict[str, Any] = {}
+            for key in params:
+                if key != "decision":
+                    values = [_check_text(v, key) for v in params.getlist(key)]
+                    data[_check_text(key, "query")] = values[0] if len(values) == 1 else values
+            decision = params.get("decision")
+            if decision is None:
+                return await self._hook_choices(hook_id)
+            if decision not in {o.value for o in Outcome}:
+                return pages.page(
+                    422, "Unknown decision", "The link asks for a decision this hook does not know."
+                )
+            await self.client.resume_hook(hook_id, decision, data)
+        except ApiError as exc:
+            return pages.page(exc.status, "Invalid link", str(exc.detail))
+        except HookError as exc:
+            return pages.hook_error(exc)
+        return pages.recorded(decision)
+
+    async def _hook_choices(self, hook_id: str) -> Response:
+        row = await self.client._store.get_hook(hook_id)
+        if row is None:
+            return pages.page(404, "Link not found", "This link is not valid.")
+        record = hook_record(row, self.client.settings.base_url, self.client._clock.now())
+        return pages.choices(record)
+
+    # -- admin ----------------------------------------------------------------------------
+
+    async def list_runs(self, request: Request) -> Response:
+        self.require_admin(request)
+        status = _choice(request, "status", WorkflowStatus, None)
+        workflow = request.query_params.get("workflow") or None
+        if workflow is not None:
+            _check_text(workflow, "workflow")
+        limit = _limit(request, 50, 500)
+        cursor = request.query_params.get("cursor")
+        before = decode_cursor(cursor) if cursor else None
+        records = await self.client.list_runs(
+            status=status, workflow=workflow, limit=limit + 1, before=before
+        )
+        page = records[:limit]
+        next_cursor = None
+        if len(records) > limit:
+            next_cursor = encode_cursor(page[-1].created_at, page[-1].run_id)
+        runs = [
+            r.model_dump(mode="json", exclude={"steps", "hooks", "input", "output"}) for r in page
+        ]
+        return JSONResponse({"runs": runs, "next_cursor": next_cursor})
+
+    async def get_run(self, request: Request) -> Response:
+        self.require_admin(request)
+        record = await self.client.status(self._path(request, "run_id"))
+        return JSONResponse(record.model_dump(mode="json"))
+
+    async def cancel(self, request: Request) -> Response:
+        self.require_admin(request)
+        record = await self.client.cancel(self._path(request, "run_id"))
+        if record.is_terminal and not record.cancel_requested:
+            raise ApiError(
+                409, "run_finished", f"run {record.run_id} already ended {record.status.value}"
+            )
+        return JSONResponse(
+            {"run_id": record.run_id, "status": record.status.value}, status_code=202
+        )
+
+    async def list_hooks(self, request: Request) -> Response:
+        self.require_admin(request)
+        status = _choice(request, "status", HookStatus, "active", any_word="all")
+        workflow = request.query_params.get("workflow") or None
+        if workflow is not None:
+            _check_text(workflow, "workflow")
+        hooks = await self.client.list_hooks(
+            status=status, workflow=workflow, limit=_limit(request, 500, 1000)
+        )
+        return JSONResponse(
+            {"hooks": [h.model_dump(mode="json") for h in hooks], "count": len(hooks)}
+        )
+
+    async def run_events(self, request: Request) -> Response:
+        """Server-sent events: the run at each change, until it ends."""
+        self.require_admin(request, query=True)
+        run_id = self._path(request, "run_id")
+        await self.client.status(run_id)  # 404 now rather than an empty stream
+
+        async def source(emit: Callable[[str, Any], Awaitable[None]]) -> None:
+            async for record in self.client.watch(run_id):
+                await emit("run", record.model_dump(mode="json"))
+            await emit("end", {"run_id": run_id})
+
+        return EventStream(source, self.closing)
+
+    async def changes(self, request: Request) -> Response:
+        """Server-sent events: which runs changed, for live lists."""
+        self.require_admin(request, query=True)
+        return EventStream(self.feed.stream, self.closing)
+
+    async def dashboard(self, request: Request) -> Response:
+        return _static("index.html", "text/html; charset=utf-8")
+
+    async def asset(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        types = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+        if name not in types:
+            raise ApiError(404, "not_found", "no such file")
+        return _static(name, types[name])
+
+
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def _static(name: str, media_type: str) -> Response:
+    text = resources.files("forgeflow._dashboard").joinpath(name).read_text("utf-8")
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    if media_type.startswith("text/html"):
+        headers["Content-Security-Policy"] = _CSP
+    return Response(text, media_type=media_type, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return _error(
+        exc.status_code,
+        codes.get(exc.status_code, "http_error"),
+        exc.detail,
+        dict(exc.headers) if exc.headers else None,
+    )
+
+
+def create_app(
+    client: Forgeflow,
+    *,
+    secret: str | bytes | None = None,
+    admin_token: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    signature_tolerance: float = 300,
+    hook_links: bool = True,
+) -> Starlette:
+    """The HTTP API and dashboard for ``client``; mount it under any prefix.
+
+    ``secret`` makes trigger calls (start, events, hook POSTs) require an
+    ``X-Forgeflow-Signature`` no older than ``signature_tolerance`` seconds;
+    ``admin_token`` protects everything that reads or cancels runs; bodies larger than
+    ``max_body`` bytes are refused with 413.
+    """
+    if max_body < 1:
+        raise ValueError("max_body: must be positive")
+    api = _Api(
+        client,
+        secret=secret or None,
+        admin_token=admin_token or None,
+        max_body=max_body,
+        signature_tolerance=signature_tolerance,
+        hook_links=hook_links,
+    )
+    e = _endpoint
+    routes = [
+        Route("/", e(api.dashboard), methods=["GET"]),
+        Route("/_dashboard/{name}", e(api.asset), methods=["GET"]),
+        Route("/workflows/{name}/start", e(api.start), methods=["POST"]),
+        Route("/runs", e(api.list_runs), methods=["GET"]),
+        Route("/runs/changes", e(api.changes), methods=["GET"]),
+        Route("/runs/{run_id}", e(api.get_run), methods=["GET"]),
+        Route("/runs/{run_id}/cancel", e(api.cancel), methods=["POST"]),
+        Route("/runs/{run_id}/events", e(api.run_events), methods=["GET"]),
+        Route("/hooks", e(api.list_hooks), methods=["GET"]),
+        Route("/hooks/{hook_id}", e(api.hook_link), methods=["GET"]),
+        Route("/hooks/{hook_id}", e(api.post_hook), methods=["POST"]),
+        Route("/events/{event_type}", e(api.send_event), methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app.state.forgeflow = api
+    return app

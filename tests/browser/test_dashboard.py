@@ -1,0 +1,146 @@
+"""The dashboard in a real browser: headless Chromium driven by Playwright.
+
+Chromium comes from the system (Debian's ``chromium`` package), never from
+``playwright install``; a missing browser or Playwright fails the test loudly.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forgeflow import Forgeflow, Registry
+from tests.http.server import LiveServer, served, until_status
+from tests.http.workflows import define
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Any]:
+    """A fresh page in headless system Chromium."""
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        pytest.fail("the browser test needs Playwright: pip install playwright (the dev extra)")
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install chromium")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            yield await context.new_page()
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def server(dsn: str, registry: Registry) -> AsyncIterator[LiveServer]:
+    """The HTTP app and a worker, serving the test workflows."""
+    define(registry)
+    async with served(dsn, registry) as live:
+        yield live
+
+
+async def waiting_run(ff: Forgeflow, title: str) -> str:
+    """Start an approval run and return its id once it waits for a decision."""
+    run_id = await ff.start("approval", {"title": title})
+    await until_status(ff, run_id, "waiting")
+    return run_id
+
+
+async def test_approving_from_the_run_page_completes_the_run_live(
+    ff: Forgeflow, server: LiveServer, page: Any, tmp_path: Path
+) -> None:
+    """On a waiting run's page, clicking Approve shows it completed without a reload."""
+    from playwright.async_api import expect
+
+    run_id = await waiting_run(ff, "Q3 report")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{server.url}/")
+    row = page.locator(f'tr[data-run-id="{run_id}"]')
+    await expect(row.get_by_test_id("run-status")).to_have_text("waiting")
+    await page.evaluate("window.__sameDocument = true")
+
+    await row.get_by_test_id("run-link").click()
+    status = page.get_by_test_id("run-status")
+    await expect(status).to_have_text("waiting")
+    await expect(page.get_by_test_id("waiting-row")).to_be_visible()
+    await expect(page.locator("#live")).to_have_text("live")
+    await page.get_by_test_id("run-hooks").get_by_test_id("hook-approve").click()
+
+    try:
+        await expect(status).to_have_text("completed", timeout=15_000)
+    except AssertionError:
+        print("DEBUG", (await ff.status(run_id)).model_dump_json(indent=1))
+        raise
+    await expect(page.locator('tr[data-step="review"]')).to_be_visible()
+    assert await page.evaluate("window.__sameDocument") is True  # never reloaded
+    assert page.url.endswith(f"#/runs/{run_id}")
+    shot = tmp_path / "run-completed.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0
+    assert errors == []
+    assert (await ff.result(run_id, timeout=10))["outcome"] == "approve"
+
+
+async def test_the_runs_list_updates_live_after_an_approval(
+    ff: Forgeflow, server: LiveServer, page: Any, tmp_path: Path
+) -> None:
+    """Approving from the list's hooks table turns the run's row completed, no reload."""
+    from playwright.async_api import expect
+
+    run_id = await waiting_run(ff, "Budget")
+    other = await waiting_run(ff, "Holiday plan")
+    await page.goto(f"{server.url}/")
+    await page.evaluate("window.__sameDocument = true")
+    row = page.locator(f'tr[data-run-id="{run_id}"]')
+    await expect(row.get_by_test_id("run-status")).to_have_text("waiting")
+    hooks = page.get_by_test_id("active-hooks")
+    await expect(hooks.locator("tbody tr")).to_have_count(2)
+
+    record = await ff.status(run_id)
+    hook_row = hooks.locator(f'tr[data-hook-id="{record.hooks[0].hook_id}"]')
+    await hook_row.get_by_test_id("hook-approve").click()
+
+    await expect(row.get_by_test_id("run-status")).to_have_text("completed", timeout=30_000)
+    await expect(hooks.locator("tbody tr")).to_have_count(1)
+    other_row = page.locator(f'tr[data-run-id="{other}"]')
+    await expect(other_row.get_by_test_id("run-status")).to_have_text("waiting")
+    assert await page.evaluate("window.__sameDocument") is True
+    await page.screenshot(path=str(tmp_path / "runs-list.png"), full_page=True)
+    assert (tmp_path / "runs-list.png").stat().st_size > 0
+
+
+async def test_cancelling_from_the_run_page_shows_the_compensation(
+    ff: Forgeflow, server: LiveServer, page: Any, tmp_path: Path
+) -> None:
+    """The cancel button (clicked twice to confirm) rolls the run back, shown live."""
+    from playwright.async_api import expect
+
+    run_id = await ff.start("saga", "seat 3C")
+    await until_status(ff, run_id, "waiting")
+    await page.goto(f"{server.url}/#/runs/{run_id}")
+    status = page.get_by_test_id("run-status")
+    await expect(status).to_have_text("waiting")
+    cancel = page.get_by_test_id("cancel")
+    await cancel.click()
+    await expect(cancel).to_have_text("Confirm cancel")
+    await cancel.click()
+    await expect(status).to_have_text("compensated", timeout=30_000)
+    await expect(page.locator('tr[data-compensation="reserve"]')).to_be_visible()
+    await page.screenshot(path=str(tmp_path / "run-compensated.png"), full_page=True)

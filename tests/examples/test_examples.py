@@ -1,0 +1,201 @@
+"""Every script in examples/ runs with one command against a fresh database and exits 0.
+
+Each example is discovered from the directory (a new script is picked up without editing
+this file), run as a subprocess with FORGEFLOW_DATABASE_URL pointing at the test's own
+database, and its output is checked for the lines that tell its story, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TERMINAL = ("completed", "compensated", "failed")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What one example must print (regular expressions, found in this order)."""
+
+    lines: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+
+EXPECTED: dict[str, Expected] = {
+    "onboarding_saga.py": Expected(
+        lines=(
+            r"created user usr_1001",
+            r"created customer cus_2002",
+            r"provisioning a database",
+            r"UNDO: deleted customer cus_2002",
+            r"UNDO: deleted user usr_1001",
+            r"status: compensated \(reason: failure\)",
+            r"step create_user\s+compensated",
+            r"step create_billing_customer\s+compensated",
+            r"step provision_database\s+failed\s+attempts=2",
+        ),
+    ),
+    "payment.py": Expected(
+        lines=(
+            r"call 1: no answer",
+            r"call 2: 503 busy",
+            r"call 3: charged 49.99 EUR",
+            r"SMTP refused",
+            r"Payment done: charge ch_3003, receipt sent: False",
+            r"status: completed",
+            r"step charge_card\s+completed\s+attempts=3",
+            r"step send_receipt\s+skipped",
+        ),
+    ),
+    "verification_low_level.py": Expected(
+        lines=(
+            r"call 1: 429 try later",
+            r"attempt 1 recorded as failed",
+            r"call 2: 429 try later",
+            r"call 3: passport X1234567 is genuine",
+            r"UNDO: deleted upl_77",
+            r"Outcome: verified=False",
+            r"status: completed",
+            r"step upload_documents\s+compensated",
+            r"step check_identity\s+completed\s+attempts=3",
+        ),
+    ),
+    "document_approval.py": Expected(
+        lines=(
+            r"Approve: https://approvals\.example\.com/hooks/webhook_\S+\?decision=approve",
+            r"Reject:  https://approvals\.example\.com/hooks/webhook_\S+\?decision=reject",
+            r"Q3 report\s+expires in 72 h \(is_expired=False\)",
+            r"dana@example\.com clicks 'approve'",
+            r"erik@example\.com clicks 'reject'",
+            r"Q3 report: published at",
+            r"Press release: compensated \('Press release': rejected by erik@example\.com\)",
+        ),
+    ),
+    "escalation_chain.py": Expected(
+        lines=(
+            r"demo timing: the manager's hook expires after 2s",
+            r"waits for the manager \(on timeout: escalate\)",
+            r"manager timed out on exp_314: escalating to heidi@example\.com",
+            r"The manager's hook is now expired",
+            r"heidi@example\.com clicks 'reject'",
+            r"Outcome: approved=False decided_by=heidi@example\.com escalated=True",
+            r"status: completed",
+            r"hook manager\s+expired",
+            r"hook director\s+consumed\s+decision=reject",
+        ),
+    ),
+    "payment_confirmation_event.py": Expected(
+        lines=(
+            r"Both orders wait for their payment\.confirmed event",
+            r"'pay_ZZZ999'.* -> resumed 0 run\(s\)",
+            r"'pay_B200'.* -> resumed 1 run\(s\)",
+            r"A100 is still waiting",
+            r"'pay_A100'.* -> resumed 1 run\(s\)",
+            r"Order A100 shipped \(paid via card\)",
+        ),
+    ),
+    "sub_workflows.py": Expected(
+        lines=(
+            r"Parent completed: reservation=res_ord_7 payment=pay_ord_7 tracking=TRK-ord_7 "
+            r"gift_card=False",
+            r"status: completed",
+            r"step join:send_gift_card\s+failed",
+            r"child reserve_stock\s+completed",
+            r"child record_analytics\s+completed \(detached\)",
+            r"child send_gift_card\s+failed",
+        ),
+    ),
+    "poll_external_job.py": Expected(
+        lines=(
+            r"check 1 of job_orders: queued",
+            r"check 4 of job_orders: done 100%",
+            r"check 3 of job_events_stuck",
+            r"cancelled job_events_stuck",
+            r"Export ready after 4 checks: https://files\.example\.com/job_orders\.csv",
+            r"Stuck job cancelled: True",
+            r"status: completed",
+        ),
+    ),
+    "scheduled_wait.py": Expected(
+        lines=(
+            r"Demo timing: scheduling for .* 3 seconds from now",
+            r"is waiting until",
+            r"No worker is running now",
+            r"issue #42 sent at",
+            r"status: completed",
+            r"step sleep_until\s+sleep\s+completed",
+        ),
+    ),
+}
+
+
+def example_paths() -> list[Path]:
+    """Every example script, including ones this file has no expectations for."""
+    return sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+
+
+def assert_in_order(output: str, patterns: tuple[str, ...]) -> None:
+    """Each pattern is found in ``output`` after the previous one."""
+    position = 0
+    for pattern in patterns:
+        match = re.compile(pattern).search(output, position)
+        assert match is not None, f"{pattern!r} not found (in order) in:\n{output}"
+        position = match.end()
+
+
+async def run_example(path: Path, dsn: str, cwd: Path, expected: Expected) -> tuple[int, str, str]:
+    """Run ``path`` as `python examples/X.py` would; exit code, stdout, stderr."""
+    env = {**os.environ, **expected.env, "FORGEFLOW_DATABASE_URL": dsn}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(path),
+        *expected.args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("path", example_paths(), ids=lambda p: p.name)
+async def test_example_runs_to_the_end_and_tells_its_story(
+    path: Path, dsn: str, tmp_path: Path
+) -> None:
+    """An example exits 0, prints its key lines in order, and leaves no run unfinished."""
+    expected = EXPECTED.get(path.name, Expected())
+    code, out, err = await run_example(path, dsn, tmp_path, expected)
+    assert code == 0, f"{path.name} exited {code}\n--- stdout\n{out}\n--- stderr\n{err}"
+    assert out.strip(), f"{path.name} printed nothing"
+    assert_in_order(out, expected.lines)
+    conn = await asyncpg.connect(dsn)
+    try:
+        unfinished = await conn.fetch(
+            "SELECT workflow, status FROM forgeflow.workflow_runs WHERE status <> ALL($1::text[])",
+            list(TERMINAL),
+        )
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in unfinished] == []
+
+
+def test_every_pattern_of_the_design_has_an_example() -> None:
+    """The examples directory holds one script per documented pattern."""
+    names = {p.name for p in example_paths()}
+    assert set(EXPECTED) <= names
