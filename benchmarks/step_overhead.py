@@ -42,11 +42,12 @@ async def floor(dsn: str, n: int) -> float:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(
-            "CREATE TABLE IF NOT EXISTS bench_floor "
+            "CREATE SCHEMA IF NOT EXISTS forgeflow_bench; "
+            "CREATE TABLE IF NOT EXISTS forgeflow_bench.step_floor "
             "(id bigserial PRIMARY KEY, run text, name text, result jsonb)"
         )
         stmt = await conn.prepare(
-            "INSERT INTO bench_floor (run, name, result) VALUES ($1, $2, $3::jsonb)"
+            "INSERT INTO forgeflow_bench.step_floor (run, name, result) VALUES ($1, $2, $3::jsonb)"
         )
         start = time.perf_counter()
         for i in range(n):

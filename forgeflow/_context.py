@@ -137,7 +137,8 @@ class WorkflowContext:
                 for index, runner in enumerate(runners):
                     group.start_soon(one, index, runner)
         except BaseExceptionGroup as exc:
-            raise _most_important(BaseExceptionGroup("parallel", [*exc.exceptions, *failures])) from None
+            group_error = BaseExceptionGroup("parallel", [*exc.exceptions, *failures])
+            raise _most_important(group_error) from None
         finally:
             self._store = held
         if failures:

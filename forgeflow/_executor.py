@@ -217,7 +217,13 @@ class Executor:
             if not await ctx._store.start_compensation(ctx.run_id, ctx._worker, reason, error_json):
                 raise LeaseLost()
         if reason == "cancel":
-            await ctx._emit("run_cancelled")
+            if not resuming:
+                await ctx._emit("run_cancelled")
+            # Children are rolled back before their parent: wait for them first.
+            wait = dumps({"kind": "children", "step": None})
+            if await ctx._store.park_for_children(ctx.run_id, ctx._worker, wait, self.clock.now()):
+                await ctx._emit("run_suspended", wait="children")
+                return "waiting"
         had_compensations = ctx.has_compensations
         failures = await ctx.run_compensation()
         final_error = None

@@ -218,6 +218,12 @@ class Store:
         """Give a run back so that another worker continues it at once."""
         return await self._fetchrow("release_run", run_id, worker, now) is not None
 
+    async def park_for_children(
+        self, run_id: str, worker: str, wait_json: str, now: datetime
+    ) -> bool:
+        """Release a cancelled run until its attached children end; False if none is live."""
+        return await self._fetchrow("park_for_children", run_id, worker, wait_json, now) is not None
+
     async def start_compensation(
         self, run_id: str, worker: str, reason: str, error_json: str | None
     ) -> bool:

@@ -156,7 +156,7 @@ class Worker:
                 except Exception as exc:
                     self.log.warning("claim_failed", error=str(exc))
                 for row in rows:
-                    if False and row["id"] in self.keeper.scopes:
+                    if row["id"] in self.keeper.scopes:
                         # Our own run, whose lease ran out while a stalled loop kept the
                         # heartbeat from renewing it: the claim renewed it, and the run is
                         # still executing here. A second execution would run its steps twice.

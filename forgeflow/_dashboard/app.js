@@ -16,6 +16,9 @@
     poll: null,
     refreshTimer: null,
     runId: null,
+    shown: null, // the run record on screen
+    renders: 0, // bumped at each render, so a slower fetch cannot undo a newer event
+    listRequests: 0,
   };
   const $ = (id) => document.getElementById(id);
 
@@ -274,11 +277,13 @@
 
   async function refreshList() {
     if (!$("runs")) return;
+    const request = ++state.listRequests;
     try {
       const [runs, hooks] = await Promise.all([
         api("GET", "runs", { params: listParams(null) }),
         api("GET", "hooks", { params: { status: "active" } }),
       ]);
+      if (request !== state.listRequests) return; // a later refresh is on its way
       state.runs = runs.runs;
       state.cursor = runs.next_cursor;
       renderRuns();
@@ -414,6 +419,11 @@
 
   function renderRun(run) {
     if (state.runId !== run.run_id) return;
+    // A terminal status is final: an older answer arriving late must not replace it.
+    if (state.shown && state.shown.run_id === run.run_id && TERMINAL.has(state.shown.status) &&
+        !TERMINAL.has(run.status)) return;
+    state.shown = run;
+    state.renders += 1;
     const meta = [
       ["Run", h("span", { class: "mono", "data-testid": "run-id" }, run.run_id)],
       ["Status", badge(run.status, "run-status")],
@@ -446,8 +456,11 @@
   }
 
   async function refreshRun(id) {
+    const before = state.renders;
     try {
-      renderRun(await api("GET", `runs/${encodeURIComponent(id)}`));
+      const run = await api("GET", `runs/${encodeURIComponent(id)}`);
+      // An event rendered meanwhile may be newer than this answer: keep the event's.
+      if (state.renders === before) renderRun(run);
     } catch (error) {
       notice(error.message, true);
     }
@@ -456,6 +469,7 @@
   async function showRun(id) {
     closeStream();
     state.runId = id;
+    state.shown = null;
     show(h("p", { class: "empty" }, "Loading…"));
     try {
       renderRun(await api("GET", `runs/${encodeURIComponent(id)}`));

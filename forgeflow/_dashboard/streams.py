@@ -52,7 +52,6 @@ class EventStream(Response):
                 )
 
         async def emit(event: str, data: Any) -> None:
-            import sys; print("SSE-EMIT", event, data.get("status") if isinstance(data, dict) else data, file=sys.stderr, flush=True)
             await write(f"event: {event}\ndata: {json.dumps(data)}\n\n")
 
         async with anyio.create_task_group() as group:

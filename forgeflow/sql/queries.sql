@@ -132,6 +132,19 @@ SET lease_owner = NULL, lease_expires_at = NULL, runnable_at = $3, updated_at = 
 WHERE id = $1 AND lease_owner = $2
 RETURNING id, pg_notify('forgeflow_wakeup', queue);
 
+-- name: park_for_children
+-- A cancelled parent waits (holding no worker) until its attached children have been
+-- rolled back; the last child to finish wakes it through finish_run.
+UPDATE forgeflow.workflow_runs
+SET wait = $3::jsonb, lease_owner = NULL, lease_expires_at = NULL, wake_requested = false,
+    runnable_at = CASE WHEN wake_requested THEN $4::timestamptz END, updated_at = now()
+WHERE id = $1 AND lease_owner = $2
+  AND EXISTS (
+      SELECT 1 FROM forgeflow.workflow_runs c
+      WHERE c.parent_run_id = $1 AND NOT c.detached
+        AND c.status NOT IN ('completed', 'compensated', 'failed'))
+RETURNING id, pg_notify('forgeflow_run_changed', id);
+
 -- name: start_compensation
 UPDATE forgeflow.workflow_runs
 SET status = 'compensating', end_reason = $3, error = $4::jsonb, wait = NULL,
@@ -153,7 +166,7 @@ WITH done AS (
 ), parent AS (
     UPDATE forgeflow.workflow_runs p
     SET wake_requested = true,
-        runnable_at = CASE WHEN p.status = 'waiting' THEN $7 ELSE p.runnable_at END
+        runnable_at = CASE WHEN p.lease_owner IS NULL THEN $7 ELSE p.runnable_at END
     FROM done
     WHERE p.id = done.parent_run_id
       AND p.status NOT IN ('completed', 'compensated', 'failed')
@@ -341,15 +354,18 @@ SELECT (SELECT count(DISTINCT run_id) FROM delivered),
        (SELECT count(pg_notify('forgeflow_wakeup', q)) FROM (SELECT DISTINCT queue AS q FROM woken) x);
 
 -- name: insert_child
+-- An attached child inherits a cancel that reached the parent a moment before.
 WITH run AS (
-    SELECT queue FROM forgeflow.workflow_runs
+    SELECT queue, cancel_requested FROM forgeflow.workflow_runs
     WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
     FOR KEY SHARE
 ), child AS (
     INSERT INTO forgeflow.workflow_runs
         (id, workflow, version, queue, input, parent_run_id, parent_step, detached,
-         runnable_at, timeout_seconds, created_at)
-    SELECT $3, $4, $5, coalesce($6, run.queue), $7::jsonb, $1, $8, $9, $10, $11, $10 FROM run
+         runnable_at, timeout_seconds, created_at, cancel_requested)
+    SELECT $3, $4, $5, coalesce($6, run.queue), $7::jsonb, $1, $8, $9, $10, $11, $10,
+           run.cancel_requested AND NOT $9
+    FROM run
     ON CONFLICT (id) DO NOTHING
     RETURNING queue
 ), saved AS (

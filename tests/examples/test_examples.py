@@ -125,6 +125,18 @@ EXPECTED: dict[str, Expected] = {
             r"status: completed",
         ),
     ),
+    "crash_recovery.py": Expected(
+        lines=(
+            r"worker 1 started",
+            r"started: reserve_stock -> charge_card -> pack_parcel",
+            r"worker 1 killed with SIGKILL in the middle of 'pack_parcel'",
+            r"worker 2 started",
+            r"reserve_stock\s+finished\s+worker 1",
+            r"pack_parcel\s+finished\s+worker 2",
+            r"send_receipt\s+finished\s+worker 2",
+            r"every step finished exactly once",
+        ),
+    ),
     "scheduled_wait.py": Expected(
         lines=(
             r"Demo timing: scheduling for .* 3 seconds from now",

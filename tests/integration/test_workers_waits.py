@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from forgeflow import Forgeflow, WorkflowCancelled
+from forgeflow import Forgeflow, Registry, WorkflowCancelled, WorkflowContext, workflow
 from forgeflow.testing import fire_timers
 from tests.support.db import fetch_run, fetch_steps, wait_for, wait_for_run_status
 from tests.support.wf_saga import SagaSpec, saga, saga_3s
@@ -95,6 +95,31 @@ async def test_a_two_hour_sleep_holds_no_worker_and_survives_a_worker_restart(
     made = await effects(pool, run_id)
     assert events(made, "start") == ["s1", "s2", "s3", "s4"]
     assert (await ff.status(run_id)).executions == 2
+
+
+async def test_fire_timers_makes_a_long_retry_delay_due(ff: Forgeflow, registry: Registry) -> None:
+    """A retry delay above the threshold frees the worker; fire_timers runs the next attempt."""
+    attempts: list[int] = []
+
+    def flaky() -> str:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:
+            raise RuntimeError("the first attempt fails")
+        return "ok"
+
+    @workflow(version=1, registry=registry)
+    async def retrying(ctx: WorkflowContext) -> str:
+        return await ctx.step("flaky", flaky).retry(attempts=2, delay="1h")
+
+    run_id = await ff.start(retrying)
+    async with ff.worker(concurrency=1, poll_interval="50ms") as worker:
+        await wait_for_run_status(ff.pool, run_id, "waiting")
+        record = await ff.status(run_id)
+        assert (record.wait["kind"], worker.active) == ("retry", 0)
+        assert await fire_timers(ff) == [run_id]
+        assert await ff.result(run_id, timeout=30) == "ok"
+    assert attempts == [1, 2]
+    assert [(s.name, s.attempts) for s in (await ff.status(run_id)).steps] == [("flaky", 2)]
 
 
 # -- cancellation ------------------------------------------------------------------------
