@@ -31,7 +31,8 @@ import logging
 import socket
 import sys
 import urllib.request
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import structlog
 from pydantic import BaseModel
@@ -111,7 +112,8 @@ def _request(method: str, url: str, body: Any = None) -> tuple[int, str]:
 
 
 async def _until(ff: Forgeflow, run_id: str, status: WorkflowStatus) -> None:
-    async with contextlib.aclosing(ff.watch(run_id)) as records:
+    watch = cast(AsyncGenerator[Any, None], ff.watch(run_id))
+    async with contextlib.aclosing(watch) as records:
         async for record in records:
             if record.status is status:
                 return

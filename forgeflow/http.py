@@ -295,15 +295,13 @@ class _Api:
 
     def _has_admin_token(self, request: Request, *, query: bool = False) -> bool:
         assert self.admin_token is not None
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            token = request.query_params.get("access_token", "") if query else ""
-        if not token:
-            return False
-        return hmac.compare_digest(
-            token.strip().encode("latin-1", "replace"), self.admin_token.encode()
-        )
+        expected = self.admin_token.encode()
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            # Header values arrive decoded as latin-1: encoding back gives the raw bytes.
+            return hmac.compare_digest(token.strip().encode("latin-1"), expected)
+        token = request.query_params.get("access_token", "") if query else ""
+        return bool(token) and hmac.compare_digest(token.encode("utf-8", "replace"), expected)
 
     def require_admin(self, request: Request, *, query: bool = False) -> None:
         """401 unless no admin token is configured or the request carries it."""
@@ -410,6 +408,8 @@ class _Api:
         except ValidationError as exc:
             raise _invalid(exc) from None
         key = request.headers.get("idempotency-key")
+        if key is not None:
+            _check_text(key, "Idempotency-Key")
         run_id = await self.client.resume_hook(
             hook_id, parsed.decision, parsed.data, idempotency_key=key
         )
@@ -425,6 +425,9 @@ class _Api:
             )
         hook_id = str(request.path_params["hook_id"])
         params = request.query_params
+        if request.method == "HEAD":
+            # Link checkers and mail scanners send HEAD: it must never take a decision.
+            return pages.page(200, "Decision link", "Open this link to take the decision.")
         try:
             _check_text(hook_id, "hook_id")
             data: dict[str, Any] = {}

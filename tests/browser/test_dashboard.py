@@ -6,7 +6,6 @@ Chromium comes from the system (Debian's ``chromium`` package), never from
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,15 +28,22 @@ ARGS = [
 ]
 
 
+def require_browser() -> None:
+    """Fail (never skip) with a clear message when Playwright or Chromium is missing."""
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        pytest.fail("the browser test needs Playwright: pip install playwright (the dev extra)")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install chromium")
+
+
 @pytest.fixture
 async def page() -> AsyncIterator[Any]:
     """A fresh page in headless system Chromium."""
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.fail("the browser test needs Playwright: pip install playwright (the dev extra)")
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install chromium")
+    require_browser()
+    from playwright.async_api import async_playwright
+
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:

@@ -147,8 +147,8 @@ async def test_errors_exit_1_with_one_line_and_no_traceback(dsn: str) -> None:
         (["worker", "missing/file.py", "--dsn", dsn], "no such file"),
         (["runs", "--dsn", "postgresql://postgres@127.0.0.1:1/none"], "cannot connect"),
     ]
-    for args, message in cases:
-        result = await forgeflow(*args)
+    results = await asyncio.gather(*(forgeflow(*args) for args, _ in cases))
+    for (args, message), result in zip(cases, results, strict=True):
         assert result.code == 1, (args, result.err)
         assert message in result.err, (args, result.err)
         assert result.err.startswith("forgeflow: error: ")
@@ -158,7 +158,7 @@ async def test_errors_exit_1_with_one_line_and_no_traceback(dsn: str) -> None:
 
 async def test_usage_errors_exit_2(dsn: str) -> None:
     """A missing command, an unknown option value or invalid JSON is a usage error: exit 2."""
-    for args in (
+    cases = [
         [],
         ["start", "greet", "--input", "{bad json"],
         ["hooks", "resume", "h", "--decision", "maybe"],
@@ -166,8 +166,9 @@ async def test_usage_errors_exit_2(dsn: str) -> None:
         ["runs", "--status", "sleeping"],
         ["worker", APP, "--concurrency", "0"],
         ["status"],
-    ):
-        result = await forgeflow(*args, "--dsn", dsn)
+    ]
+    results = await asyncio.gather(*(forgeflow(*args, "--dsn", dsn) for args in cases))
+    for args, result in zip(cases, results, strict=True):
         assert result.code == 2, (args, result.err)
         assert "usage: forgeflow" in result.err
 

@@ -125,6 +125,17 @@ EXPECTED: dict[str, Expected] = {
             r"status: completed",
         ),
     ),
+    "approval_service.py": Expected(
+        # Without arguments the script serves the app on a free port, plays the scenario
+        # over HTTP and exits, so it runs here like any other example.
+        lines=(
+            r"serving http://127\.0\.0\.1:\d+/ with a worker",
+            r"POST /workflows/approval/start -> 202 .*\"status\":\"created\"",
+            r"is waiting for the approver",
+            r"GET /hooks/<id>\?decision=approve -> 200: Thank you",
+            r"status: completed, outcome: approve, comment: 'looks good'",
+        ),
+    ),
     "crash_recovery.py": Expected(
         lines=(
             r"worker 1 started",

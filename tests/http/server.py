@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
@@ -128,7 +128,8 @@ class LiveServer:
 async def until_status(ff: Forgeflow, run_id: str, *statuses: str, timeout: float = 30) -> Any:
     """The run's record once its status is one of ``statuses`` (followed with watch)."""
     with anyio.fail_after(timeout):
-        async with contextlib.aclosing(ff.watch(run_id)) as records:
+        watch = cast(AsyncGenerator[Any, None], ff.watch(run_id))
+        async with contextlib.aclosing(watch) as records:
             async for record in records:
                 if record.status.value in statuses:
                     return record

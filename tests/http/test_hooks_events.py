@@ -105,13 +105,15 @@ async def test_a_link_takes_the_decision_with_the_other_query_parameters_as_data
 async def test_a_link_without_a_decision_offers_the_choices(
     ff: Forgeflow, http: httpx.AsyncClient, workflows: Workflows
 ) -> None:
-    """A bare hook link shows one link per decision and takes no decision itself."""
+    """A bare hook link (or a HEAD request) shows the choices and takes no decision."""
     hook = await waiting_hook(ff, http, "<script>alert(1)</script>")
     response = await http.get(f"/hooks/{hook.hook_id}")
     assert response.status_code == 200
     for decision in ("approve", "reject", "escalate"):
         assert f'href="?decision={decision}"' in response.text
     assert response.headers["referrer-policy"] == "no-referrer"
+    scanned = await http.head(f"/hooks/{hook.hook_id}", params={"decision": "approve"})
+    assert scanned.status_code == 200  # a link checker's HEAD takes no decision
     odd = await http.get(f"/hooks/{hook.hook_id}", params={"decision": "perhaps"})
     assert odd.status_code == 422
     assert (await ff.status(hook.run_id)).hooks[0].status == "active"

@@ -81,7 +81,7 @@ async def test_a_missing_wrong_or_stale_signature_is_401(
     """Unsigned, mis-signed, tampered or out-of-window trigger calls are refused with 401."""
     http = shared_guarded_http
     admin = {"Authorization": f"Bearer {TOKEN}"}
-    query = {"workflow": "double", "limit": 500}
+    query: dict[str, str | int] = {"workflow": "double", "limit": 500}
     before = (await http.get("/runs", params=query, headers=admin)).json()["runs"]
     response = await http.post("/workflows/double/start", **make({"input": 1}))
     assert response.status_code == 401

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -676,15 +675,8 @@ async def test_run_compensation_reports_compensations_that_failed(
     assert steps["second"].compensation_error["message"] == "refund refused"
 
 
-@pytest.fixture
-async def slow_ff(dsn: str, registry: Registry) -> AsyncIterator[Forgeflow]:
-    """A client whose in-place sleep threshold is high (no run is suspended)."""
-    async with Forgeflow.connect(dsn, registry=registry, sleep_threshold="1h") as client:
-        yield client
-
-
 async def test_a_short_retry_delay_waits_in_place_without_suspending(
-    slow_ff: Forgeflow, registry: Registry, dsn: str
+    ff: Forgeflow, registry: Registry
 ) -> None:
     """A retry delay below the sleep threshold keeps the run (one execution, no suspension)."""
     calls: list[int] = []
@@ -699,8 +691,33 @@ async def test_a_short_retry_delay_waits_in_place_without_suspending(
     async def waits(ctx: WorkflowContext) -> int:
         return await ctx.step("twice", twice).retry(attempts=2, delay="10ms")
 
-    run_id = await slow_ff.start(waits)
-    await slow_ff.drive(run_id)
-    record = await slow_ff.status(run_id)
+    record = await run_to_end(ff, waits)
     assert record.output == 2
     assert record.executions == 1
+
+
+async def test_a_long_retry_delay_suspends_the_run_until_the_next_attempt(
+    dsn: str, registry: Registry
+) -> None:
+    """A retry delay above the sleep threshold releases the run; the attempt count carries on."""
+    clock = JumpingClock()
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first")
+        return "second"
+
+    @workflow(version=1, registry=registry)
+    async def patient(ctx: WorkflowContext) -> str:
+        return await ctx.step("flaky", flaky).retry(attempts=2, delay="2h")
+
+    async with Forgeflow.connect(
+        dsn, registry=registry, clock=clock, listeners=[clock.on_event]
+    ) as ff:
+        record = await run_to_end(ff, patient)
+    assert record.output == "second"
+    assert clock.jumps == 1
+    assert record.executions == 2
+    assert steps_of(record)["flaky"].attempts == 2

@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["DRIVER_LEASE", "kill", "spawn", "wait_while_alive"]
 
 #: The lease the driver holds: after a kill, the run can be taken over this much later.
-DRIVER_LEASE = "2s"
+DRIVER_LEASE = "3s"
 _ROOT = Path(__file__).resolve().parents[2]
 
 

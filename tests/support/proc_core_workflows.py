@@ -63,9 +63,9 @@ async def stamp(pool: asyncpg.Pool) -> datetime:
     return datetime(2024, 5, 17, 9, 30, 15, 123456).astimezone()
 
 
-def make_pair(pool_dsn: str) -> tuple[int, str]:
+def make_pair(dsn: str) -> tuple[int, str]:
     # A sync step: it runs in a worker thread, so it records through its own loop.
-    asyncio.run(record_side_effect(pool_dsn, "pair"))
+    asyncio.run(record_side_effect(dsn, "pair"))
     return (3, "three")
 
 
