@@ -227,9 +227,14 @@ class Forgeflow:
         """Yield the run at each change (LISTEN/NOTIFY) until it reaches a terminal status."""
         await self._notifications.start()
         last: Any = None
+        renew_at = 0.0
         while True:
             changed = self._notifications.run_changed(run_id)
             try:
+                if steps and anyio.current_time() >= renew_at:
+                    # Checkpoints NOTIFY only for watched runs; renew before it lapses.
+                    await self._store.watch_run(run_id, 60)
+                    renew_at = anyio.current_time() + 30
                 record = await self.status(run_id) if steps else await self._brief(run_id)
                 fingerprint = (record.status, [(s.name, s.status) for s in record.steps])
                 if fingerprint != last:

@@ -25,6 +25,11 @@ log = structlog.get_logger("forgeflow.executor")
 class Executor:
     """Runs a claimed run from the top until it finishes, suspends or is rolled back."""
 
+    #: The context handed to workflow code. forgeflow.testing substitutes a subclass on
+    #: its own client's executor (failure injection, simulated crashes), so the engine
+    #: itself carries no test-only check on the hot path.
+    context_class: type[WorkflowContext] = WorkflowContext
+
     def __init__(
         self,
         store: Store,
@@ -69,7 +74,7 @@ class Executor:
         run_id: str = run["id"]
         steps = {r["name"]: StepRow(*r) for r in await store.load_steps(run_id)}
         stop = self._stop_reason(run)
-        ctx = WorkflowContext(
+        ctx = self.context_class(
             run_id=run_id,
             definition=definition,
             started_at=run["started_at"],

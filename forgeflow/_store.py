@@ -249,6 +249,10 @@ class Store:
         """Flag a run and its attached descendants for cancellation; returns those flagged."""
         return [r["id"] for r in await self._fetch("request_cancel", run_id, now)]
 
+    async def watch_run(self, run_id: str, seconds: float) -> bool:
+        """Ask checkpoints of ``run_id`` to NOTIFY for the next ``seconds``."""
+        return await self._fetchrow("watch_run", run_id, seconds) is not None
+
     async def wake_run(self, run_id: str, now: datetime) -> bool:
         """Make a non-terminal run claimable now."""
         return await self._fetchrow("wake_run", run_id, now) is not None

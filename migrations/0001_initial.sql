@@ -30,6 +30,8 @@ CREATE TABLE forgeflow.workflow_runs (
     lease_owner      text,
     lease_expires_at timestamptz,
     executions       integer NOT NULL DEFAULT 0,
+    -- while in the future, each checkpoint NOTIFYs its step (someone watches the run).
+    watched_until    timestamptz,
     created_at       timestamptz NOT NULL,
     started_at       timestamptz,
     completed_at     timestamptz,

@@ -77,7 +77,7 @@ FROM forgeflow.workflow_steps WHERE run_id = $1;
 -- The hot path: one statement writes the checkpoint, verifies the lease and reports
 -- whether a cancel was requested meanwhile.
 WITH run AS (
-    SELECT cancel_requested FROM forgeflow.workflow_runs
+    SELECT cancel_requested, watched_until FROM forgeflow.workflow_runs
     WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
     FOR KEY SHARE
 ), saved AS (
@@ -93,7 +93,10 @@ WITH run AS (
         started_at = coalesce(forgeflow.workflow_steps.started_at, excluded.started_at),
         completed_at = excluded.completed_at
 )
-SELECT cancel_requested FROM run;
+-- Step changes are announced only while someone watches the run: no NOTIFY otherwise.
+SELECT cancel_requested,
+       CASE WHEN watched_until > now() THEN pg_notify('forgeflow_step', $1) END
+FROM run;
 
 -- name: mark_compensated
 WITH run AS (
@@ -204,6 +207,12 @@ WITH RECURSIVE tree AS (
 )
 SELECT id, pg_notify('forgeflow_cancel', id), pg_notify('forgeflow_wakeup', queue)
 FROM marked;
+
+-- name: watch_run
+UPDATE forgeflow.workflow_runs
+SET watched_until = greatest(watched_until, now() + make_interval(secs => $2))
+WHERE id = $1
+RETURNING id;
 
 -- name: wake_run
 UPDATE forgeflow.workflow_runs
