@@ -23,7 +23,7 @@ from ._notify import Notifications
 from ._records import hook_record, run_record, step_record
 from ._serde import dumps
 from ._store import Store
-from ._worker import LeaseKeeper, Worker, new_worker_id
+from ._worker import WORKER_SILENCE_SECONDS, LeaseKeeper, Worker, new_worker_id
 from .errors import (
     HookAlreadyUsed,
     HookExpired,
@@ -35,6 +35,8 @@ from .errors import (
 )
 
 __all__ = ["Forgeflow"]
+
+_CLAIMABLE = (WorkflowStatus.CREATED, WorkflowStatus.RUNNING)
 
 O = TypeVar("O")  # noqa: E741
 log = structlog.get_logger("forgeflow.client")
@@ -174,13 +176,16 @@ class Forgeflow:
             for h in await self._store.get_run_hooks(run_id)
         ]
         record = run_record(row, steps, hooks)
-        unknown = self.registry.find(record.workflow, record.version) is None
-        if record.worker is None and unknown and not record.is_terminal:
-            # Say why nothing picks the run up, as far as this process can tell.
-            record.wait = record.wait or {
-                "kind": "version",
-                "detail": f"no worker of this client has {record.workflow} v{record.version}",
-            }
+        if record.worker is None and record.status in _CLAIMABLE and record.wait is None:
+            # Say why nothing picks the run up when no live worker can execute it.
+            key = f"{record.workflow}:{record.version}"
+            seen = await self._store.live_workers_for(key, record.queue, WORKER_SILENCE_SECONDS)
+            if not seen:
+                record.wait = {
+                    "kind": "no_worker",
+                    "detail": f"no live worker executes {record.workflow} v{record.version} "
+                    f"on queue {record.queue!r}",
+                }
         return record
 
     async def list_runs(

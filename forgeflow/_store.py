@@ -389,3 +389,23 @@ class Store:
         """Create a child run and the parent's checkpoint in one statement."""
         args = (run_id, worker, child_id, workflow, version, queue, input_json, step, detached)
         return await self._fetchrow("insert_child", *args, now, timeout_seconds) is not None
+
+    # -- workers -----------------------------------------------------------------------
+
+    async def register_worker(
+        self, worker: str, queues: Sequence[str], workflows: Sequence[str], concurrency: int
+    ) -> None:
+        """Record a live worker and what it can execute."""
+        await self._fetch("register_worker", worker, list(queues), list(workflows), concurrency)
+
+    async def worker_heartbeat(self, worker: str) -> bool:
+        """Mark a worker alive; False if it was forgotten (register it again)."""
+        return bool(await self._fetchval("worker_heartbeat", worker))
+
+    async def unregister_worker(self, worker: str) -> None:
+        """Forget a worker that stops."""
+        await self._fetch("unregister_worker", worker)
+
+    async def live_workers_for(self, key: str, queue: str, within_seconds: float) -> int:
+        """How many workers seen in the last ``within_seconds`` execute ``key`` on ``queue``."""
+        return int(await self._fetchval("live_workers_for", key, queue, within_seconds))

@@ -20,9 +20,13 @@ from ._store import Record
 if TYPE_CHECKING:
     from ._client import Forgeflow
 
-__all__ = ["LeaseKeeper", "Worker", "new_worker_id"]
+__all__ = ["WORKER_SILENCE_SECONDS", "LeaseKeeper", "Worker", "new_worker_id"]
 
 log = structlog.get_logger("forgeflow.worker")
+
+# How often a worker says it is alive, and how long after its last word it counts as gone.
+WORKER_HEARTBEAT_SECONDS = 10.0
+WORKER_SILENCE_SECONDS = 35.0
 
 
 def new_worker_id() -> str:
@@ -127,8 +131,10 @@ class Worker:
         await self._group.__aenter__()
         self._runs = anyio.create_task_group()
         await self._runs.__aenter__()
+        await self._register()
         self._group.start_soon(self._claim_loop)
         self._group.start_soon(self.keeper.run)
+        self._group.start_soon(self._announce)
         self.log.info("worker_started", concurrency=self.concurrency, queues=self.queues)
         return self
 
@@ -136,6 +142,22 @@ class Worker:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+    async def _register(self) -> None:
+        names = [f"{d.name}:{d.version}" for d in self.client.registry.definitions()]
+        await self.client._store.register_worker(
+            self.worker_id, self.queues, names, self.concurrency
+        )
+
+    async def _announce(self) -> None:
+        # Lets `status` tell a run nobody can execute from one waiting for a free slot.
+        while True:
+            await anyio.sleep(WORKER_HEARTBEAT_SECONDS)
+            try:
+                if not await self.client._store.worker_heartbeat(self.worker_id):
+                    await self._register()
+            except Exception as exc:
+                self.log.warning("worker_heartbeat_failed", error=str(exc))
 
     def _on_wakeup(self, queue: str) -> None:
         if not queue or queue in self.queues:
@@ -233,6 +255,8 @@ class Worker:
                 )
         self._group.cancel_scope.cancel()
         await self._group.__aexit__(None, None, None)
+        with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
+            await self.client._store.unregister_worker(self.worker_id)
         if self._on_wakeup in self.client._notifications.on_wakeup:
             self.client._notifications.on_wakeup.remove(self._on_wakeup)
         self.log.info("worker_stopped", executed=self.executed, released=len(leftover))

@@ -111,3 +111,14 @@ CREATE TABLE forgeflow.event_waits (
 -- send_event looks up the open waits of one event type, then tests containment.
 CREATE INDEX event_waits_open_idx ON forgeflow.event_waits (event_type)
     WHERE status = 'waiting';
+
+-- Live workers and what they can execute, so that status can say why a run is not
+-- picked up (no live worker has its workflow version or serves its queue).
+CREATE TABLE forgeflow.workers (
+    id           text PRIMARY KEY,
+    queues       text[] NOT NULL,
+    workflows    text[] NOT NULL,  -- "name:version" of every registered definition
+    concurrency  integer NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+);

@@ -440,3 +440,27 @@ WITH due AS (
 )
 SELECT id, pg_notify('forgeflow_wakeup', queue), pg_notify('forgeflow_run_changed', id)
 FROM runs;
+
+-- name: register_worker
+INSERT INTO forgeflow.workers (id, queues, workflows, concurrency)
+VALUES ($1, $2::text[], $3::text[], $4)
+ON CONFLICT (id) DO UPDATE
+SET queues = excluded.queues, workflows = excluded.workflows,
+    concurrency = excluded.concurrency, heartbeat_at = now();
+
+-- name: worker_heartbeat
+-- Also forgets workers silent for ten minutes (crashed without unregistering).
+WITH beat AS (
+    UPDATE forgeflow.workers SET heartbeat_at = now() WHERE id = $1 RETURNING id
+), forgotten AS (
+    DELETE FROM forgeflow.workers WHERE heartbeat_at < now() - interval '10 minutes'
+)
+SELECT count(*) FROM beat;
+
+-- name: unregister_worker
+DELETE FROM forgeflow.workers WHERE id = $1;
+
+-- name: live_workers_for
+SELECT count(*) FROM forgeflow.workers
+WHERE heartbeat_at > now() - make_interval(secs => $3)
+  AND $1 = ANY(workflows) AND $2 = ANY(queues);
