@@ -176,6 +176,8 @@ class EventWait:
         """Suspend until the event arrives; EventTimeout if the timeout passes first."""
         ctx = self._ctx
         row = ctx._steps.get(self.step)
+        if row is not None and row.completed_at is not None:
+            ctx._time = row.completed_at  # as when the wait ended: identical on replay
         if row is not None and row.status == "completed":
             return loads(row.result)
         if row is not None and row.status == "failed":
@@ -212,6 +214,7 @@ class EventWait:
                     None,
                     now,
                 )
+                ctx._time = now
                 raise EventTimeout(message)
             ctx._before_new_work()
             raise SuspendSignal(
@@ -260,6 +263,7 @@ class ChildHandle(Generic[T]):
         row = ctx._steps.get(step)
         if row is None or row.status not in ("completed", "failed"):
             row = await self._await_child(step)
+        ctx._time = row.completed_at or ctx._time  # as when the child ended: identical on replay
         if row.status == "failed":
             error = loads(row.error) or {}
             raise ChildWorkflowFailed(

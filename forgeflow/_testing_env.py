@@ -1,0 +1,438 @@
+"""WorkflowTestEnv: drive runs through days of engine time in a few milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, NamedTuple
+
+import anyio
+import structlog
+
+from ._client import Forgeflow
+from ._definitions import Registry, WorkflowDefinition
+from ._durations import Duration, parse_duration
+from ._models import HookRecord, Outcome, StepStatus, WorkflowRecord, WorkflowStatus
+from ._records import step_record
+from ._store import Record
+from ._testing_clock import ManualClock
+from ._testing_context import Faults, SimulatedCrash, testing_context
+from ._testing_store import TestingStore
+from ._worker import LeaseKeeper, new_worker_id
+from .errors import ConfigurationError, HookNotFound, ResultTimeout
+
+__all__ = ["StepSummary", "WorkflowTestEnv"]
+
+log = structlog.get_logger("forgeflow.testing")
+_FAR = datetime.max.replace(tzinfo=UTC)
+
+
+class StepSummary(NamedTuple):
+    """One step of a run as a test asserts on it: compares equal to a plain tuple."""
+
+    name: str
+    status: StepStatus
+    attempts: int
+    result: Any
+
+
+class WorkflowTestEnv:
+    """Runs workflows in-process on a ManualClock, for tests of your own workflows.
+
+    The env executes every run that is due on its client's database (an in-process
+    worker woken by the same notifications as a real one), and moves engine time only
+    when told to: ``await env.advance(timedelta(hours=72))`` fires, in order, every
+    timer, retry delay, hook or event timeout and workflow deadline that falls due, and
+    lets the runs go on after each until nothing is left to do at that moment.
+
+    The client must use a :class:`ManualClock`; ``sleep_threshold=0`` makes every
+    ``ctx.sleep`` a durable wait driven by that clock (the pytest fixtures and
+    :meth:`connect` set both). Use it as ``async with WorkflowTestEnv(client) as env``.
+    """
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    def __init__(
+        self,
+        client: Forgeflow,
+        *,
+        queues: Iterable[str] = (),
+        batch: int = 100,
+        poll_interval: Duration = "1s",
+    ) -> None:
+        clock = client._clock
+        if not isinstance(clock, ManualClock):
+            raise ConfigurationError(
+                "WorkflowTestEnv needs a client whose clock is a ManualClock: "
+                "Forgeflow.connect(..., clock=ManualClock(), sleep_threshold=0)"
+            )
+        self.client = client
+        self.clock: ManualClock = clock
+        self._faults = Faults()
+        self._db = TestingStore(client.pool)
+        self._queues = set(queues)
+        self._batch = batch
+        self._poll = parse_duration(poll_interval, field="poll_interval").total_seconds()
+        self._keeper = LeaseKeeper(client._executor, new_worker_id(), client.settings.lease_seconds)
+        self._lock: anyio.Lock | None = None
+        self._nudge: anyio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._error: BaseException | None = None
+        self._saved_context: Any = None
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        dsn: str | None = None,
+        *,
+        registry: Registry | None = None,
+        clock: ManualClock | None = None,
+        **options: Any,
+    ) -> AsyncIterator[WorkflowTestEnv]:
+        """Connect a client on a ManualClock (``sleep_threshold=0``) and run an env on it."""
+        options.setdefault("sleep_threshold", 0)
+        async with (
+            Forgeflow.connect(
+                dsn, registry=registry, clock=clock or ManualClock(), **options
+            ) as client,
+            cls(client) as env,
+        ):
+            yield env
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> WorkflowTestEnv:
+        self._lock = anyio.Lock()
+        self._nudge = anyio.Event()
+        executor = self.client._executor
+        self._saved_context = executor.context_class
+        executor.context_class = testing_context(self._faults)
+        await self.client._notifications.start()
+        self.client._notifications.on_wakeup.append(self._on_wakeup)
+        # Plain asyncio tasks rather than a task group: a fixture may enter the env in one
+        # task and leave it in another, which a cancel scope does not allow.
+        self._tasks = [
+            asyncio.create_task(self._keeper.run(), name="forgeflow-testing-heartbeat"),
+            asyncio.create_task(self._serve(), name="forgeflow-testing-worker"),
+        ]
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        with contextlib.suppress(ValueError):
+            self.client._notifications.on_wakeup.remove(self._on_wakeup)
+        self.client._executor.context_class = self._saved_context
+        if et is None:
+            self._raise_background_error()
+
+    def _on_wakeup(self, _queue: str) -> None:
+        if self._nudge is not None:
+            self._nudge.set()
+
+    async def _serve(self) -> None:
+        # The env's worker: woken by forgeflow_wakeup (a start, a decision, an event, a
+        # cancel) or, as a fallback for a lost notification, every poll interval.
+        while True:
+            assert self._nudge is not None
+            with anyio.move_on_after(self._poll):
+                await self._nudge.wait()
+            self._nudge = anyio.Event()
+            try:
+                async with self._lock_held():
+                    await self._drain()
+            except Exception as exc:
+                log.exception("test_worker_failed", error=str(exc))
+                self._error = self._error or exc
+
+    def _raise_background_error(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    # -- executing -----------------------------------------------------------------------
+
+    def _keys(self) -> list[tuple[str, int]]:
+        return [d.key for d in self.client.registry.definitions()]
+
+    def _queue_list(self) -> list[str]:
+        queues = {d.queue for d in self.client.registry.definitions()}
+        return sorted(queues | self._queues | {"default"})
+
+    def _lock_held(self) -> anyio.Lock:
+        assert self._lock is not None, "use the env as 'async with WorkflowTestEnv(...)'"
+        return self._lock
+
+    async def settle(self) -> None:
+        """Execute everything runnable at the current (test) time until nothing is left."""
+        self._raise_background_error()
+        async with self._lock_held():
+            await self._drain()
+
+    async def _drain(self) -> None:
+        store = self.client._store
+        while True:
+            rows = await store.claim_runs(
+                self.clock.now(),
+                self._queue_list(),
+                self._keys(),
+                self._batch,
+                self._keeper.worker_id,
+                self._keeper.lease_seconds,
+            )
+            if not rows:
+                return
+            crashed: list[str] = []
+            errors: list[Exception] = []
+            async with anyio.create_task_group() as group:
+                for row in rows:
+                    group.start_soon(self._execute, row, crashed, errors)
+            if crashed:
+                # The dead worker's leases lapse and a new worker (a new id) takes over
+                # from the last checkpoints, as after a real crash.
+                for run_id in crashed:
+                    await self._db.expire_lease(run_id, self._keeper.worker_id)
+                self._keeper.worker_id = new_worker_id()
+            if errors:
+                raise errors[0]
+
+    async def _execute(self, row: Record, crashed: list[str], errors: list[Exception]) -> None:
+        try:
+            await self._keeper.execute(row)
+        except SimulatedCrash as crash:
+            log.info("simulated_crash", run_id=crash.run_id, step=crash.step)
+            crashed.append(row["id"])
+        except Exception as exc:
+            # Infrastructure trouble: hand the run back as a worker would, and tell the test.
+            errors.append(exc)
+            with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
+                await self.client._store.release_run(
+                    row["id"], self._keeper.worker_id, self.clock.now()
+                )
+
+    # -- time ----------------------------------------------------------------------------
+
+    async def advance(self, duration: Duration) -> datetime:
+        """Move engine time forward by ``duration``, firing what falls due in order.
+
+        Everything due now runs first. Then, repeatedly, the clock jumps to the earliest
+        wake-up time still inside the window (a timer, a retry delay, a hook or event
+        timeout, a deadline) and the runs due then go on until none is left to do at
+        that moment. Finally the clock stands at the end of the window; the new time is
+        returned.
+        """
+        return await self.advance_to(self.clock.now() + parse_duration(duration))
+
+    async def advance_to(self, when: datetime) -> datetime:
+        """Like :meth:`advance`, up to the timezone-aware time ``when``."""
+        if when.tzinfo is None:
+            raise ValueError("advance_to: 'when' must be timezone-aware")
+        if when < self.clock.now():
+            raise ValueError(f"advance_to: {when} is before the clock's {self.clock.now()}")
+        self._raise_background_error()
+        async with self._lock_held():
+            await self._drain()
+            while True:
+                due = await self._db.next_due(
+                    self.clock.now(), when, self._queue_list(), self._keys()
+                )
+                if due is None:
+                    break
+                self.clock.set(due)
+                await self._drain()
+            self.clock.set(when)
+        return when
+
+    # -- runs ------------------------------------------------------------------------
+
+    async def start(
+        self, workflow: WorkflowDefinition[Any, Any] | str, input: Any = None, **options: Any
+    ) -> str:
+        """Start a run (``Forgeflow.start``); the env's worker picks it up at once."""
+        if options.get("queue"):
+            self._queues.add(options["queue"])
+        return await self.client.start(workflow, input, **options)
+
+    async def run_until_waiting(self, run_id: str, *, timeout: Duration = 30) -> WorkflowRecord:
+        """Let the run go on until it waits (for time, a hook, an event, a child) or ends.
+
+        Returns its record (with steps and hooks). ResultTimeout if it is still busy
+        after ``timeout`` seconds of real time; ConfigurationError if the env cannot run
+        it (its workflow version is not in the client's registry).
+        """
+        limit = parse_duration(timeout, field="timeout").total_seconds()
+        notifications = self.client._notifications
+        record: WorkflowRecord | None = None
+        with anyio.move_on_after(limit):
+            while True:
+                changed = notifications.run_changed(run_id)
+                try:
+                    await self.settle()
+                    record = await self.client.status(run_id)
+                    if record.is_terminal or (
+                        record.worker is None
+                        and record.status in (WorkflowStatus.WAITING, WorkflowStatus.COMPENSATING)
+                    ):
+                        return record
+                    if record.worker is None and not self._serves(record):
+                        raise ConfigurationError(
+                            f"run {run_id} ({record.workflow} v{record.version}, queue "
+                            f"{record.queue!r}) cannot run in this env: that workflow version "
+                            "is not in the client's registry"
+                        )
+                    # Held by another worker (or just claimed by this env's): wait for news.
+                    with anyio.move_on_after(0.05 if record.worker is None else 1.0):
+                        await changed.wait()
+                finally:
+                    notifications.forget(run_id, changed)
+        state = "unknown" if record is None else record.status.value
+        raise ResultTimeout(f"run {run_id} did not wait or end within {limit:g}s ({state})")
+
+    def _serves(self, record: WorkflowRecord) -> bool:
+        key = (record.workflow, record.version)
+        return key in self._keys() and record.queue in self._queue_list()
+
+    async def result(self, run_id: str, *, timeout: Duration = 30) -> Any:
+        """The run's output once it ends (WorkflowFailed / WorkflowCancelled if rolled back).
+
+        Raises ResultTimeout at once if the run is waiting: advance the clock, answer
+        its hook or send its event first.
+        """
+        record = await self.run_until_waiting(run_id, timeout=timeout)
+        if not record.is_terminal:
+            raise ResultTimeout(
+                f"run {run_id} is {record.status.value} on {record.wait}: advance the clock, "
+                "answer its hook or send its event first"
+            )
+        return self.client._outcome(record)
+
+    async def cancel(self, run_id: str) -> WorkflowRecord:
+        """Cancel the run and let its compensations run; its record afterwards."""
+        await self.client.cancel(run_id)
+        return await self.run_until_waiting(run_id)
+
+    async def send_event(self, event_type: str, payload: Mapping[str, Any] | None = None) -> int:
+        """Send an event (``Forgeflow.send_event``) and let the woken runs go on."""
+        count = await self.client.send_event(event_type, payload)
+        await self.settle()
+        return count
+
+    # -- hooks -----------------------------------------------------------------------
+
+    async def approve(
+        self, run_id: str, hook_name: str, data: Mapping[str, Any] | None = None
+    ) -> WorkflowRecord:
+        """Approve the run's open hook named ``hook_name``; the record once it waits or ends."""
+        return await self.decide(run_id, hook_name, Outcome.APPROVE, data)
+
+    async def reject(
+        self, run_id: str, hook_name: str, data: Mapping[str, Any] | None = None
+    ) -> WorkflowRecord:
+        """Reject the run's open hook named ``hook_name``; the record once it waits or ends."""
+        return await self.decide(run_id, hook_name, Outcome.REJECT, data)
+
+    async def escalate(
+        self, run_id: str, hook_name: str, data: Mapping[str, Any] | None = None
+    ) -> WorkflowRecord:
+        """Escalate the run's open hook named ``hook_name``; the record once it waits or ends."""
+        return await self.decide(run_id, hook_name, Outcome.ESCALATE, data)
+
+    async def decide(
+        self,
+        run_id: str,
+        hook_name: str,
+        decision: Outcome | str,
+        data: Mapping[str, Any] | None = None,
+    ) -> WorkflowRecord:
+        """Give the run's open hook ``hook_name`` a decision and let the run go on.
+
+        The run is first let go on until it waits, so the hook exists; HookNotFound if
+        the run has no open hook by that name, HookExpired if its timeout has passed.
+        """
+        record = await self.run_until_waiting(run_id)
+        hook = self._open_hook(record, hook_name)
+        await self.client.resume_hook(hook.hook_id, decision, data)
+        return await self.run_until_waiting(run_id)
+
+    @staticmethod
+    def _open_hook(record: WorkflowRecord, name: str) -> HookRecord:
+        open_hooks = [
+            h for h in record.hooks if h.name == name and h.status in ("pending", "active")
+        ]
+        if not open_hooks:
+            known = ", ".join(f"{h.name} ({h.status.value})" for h in record.hooks) or "none"
+            raise HookNotFound(
+                f"run {record.run_id} has no open hook named {name!r} (its hooks: {known})"
+            )
+        return open_hooks[-1]
+
+    # -- what happened ---------------------------------------------------------------
+
+    async def steps(self, run_id: str, *, include_waits: bool = False) -> list[StepSummary]:
+        """The run's steps as (name, status, attempts, result), in the order they ended.
+
+        Steps still running or pending come last. With ``include_waits`` the
+        checkpoints of sleeps, hooks, events and children are listed too.
+        """
+        rows = [step_record(r) for r in await self.client._store.get_run_steps(run_id)]
+        order = self._faults.order.get(run_id, {})
+        rows.sort(
+            key=lambda s: (
+                s.completed_at is None,
+                s.completed_at or _FAR,
+                order.get(s.name, math.inf),
+            )
+        )
+        return [
+            StepSummary(s.name, s.status, s.attempts, s.result)
+            for s in rows
+            if include_waits or s.kind == "step"
+        ]
+
+    async def compensations(self, run_id: str) -> list[str]:
+        """The names of the steps whose compensation ran, in the order they ran."""
+        rows = [step_record(r) for r in await self.client._store.get_run_steps(run_id)]
+        ran = self._faults.compensated.get(run_id, [])
+        position = {name: i for i, name in enumerate(ran)}
+        done = [s for s in rows if s.compensated_at is not None]
+        done.sort(key=lambda s: (s.compensated_at, position.get(s.name, math.inf)))
+        return [s.name for s in done]
+
+    # -- faults ----------------------------------------------------------------------
+
+    def fail_step(
+        self,
+        name: str,
+        times: int = 1,
+        *,
+        error: BaseException | type[BaseException] | None = None,
+    ) -> None:
+        """Make the next ``times`` attempts of step ``name`` raise before its function runs.
+
+        The error is ``InjectedFailure`` unless ``error`` (an exception or its class) is
+        given, and goes through the step's retry policy like any other: with
+        ``.retry(attempts=3)``, ``fail_step(name, times=2)`` makes the third attempt the
+        one that succeeds. ``times=0`` withdraws what is left.
+        """
+        self._faults.fail(name, times, error)
+
+    def crash_after(self, name: str, times: int = 1) -> None:
+        """Simulate the worker dying right after step ``name``'s checkpoint is written.
+
+        The execution stops there, holding its lease; the env then lets the lease lapse
+        and a new worker continues the run from its checkpoints, so ``name`` is not run
+        again while the steps after it are.
+        """
+        self._faults.crash(name, times)

@@ -1,0 +1,132 @@
+"""pytest fixtures for testing workflows against a real PostgreSQL.
+
+Installed with forgeflow and loaded by pytest automatically (entry point ``forgeflow``;
+``-p no:forgeflow`` turns it off). Nothing starts unless a test asks for a fixture:
+
+``forgeflow_database``
+    A DSN to a fresh database for one test, cloned from a migrated template. The
+    server is ``FORGEFLOW_TEST_DATABASE_URL`` when set (any database on it; tests
+    create their own next to it), else an embedded server started once per session.
+``forgeflow_registry``
+    The registry the client executes from: ``forgeflow.default_registry`` unless you
+    override this fixture (``@pytest.fixture def forgeflow_registry(): return registry``).
+``forgeflow_clock``
+    The :class:`~forgeflow.testing.ManualClock` of the test's client.
+``forgeflow_client``
+    A :class:`~forgeflow.Forgeflow` connected to ``forgeflow_database``, on the manual
+    clock, with ``sleep_threshold=0`` so that every sleep is a durable timer.
+``forgeflow_env``
+    A :class:`~forgeflow.testing.WorkflowTestEnv` with its in-process worker running.
+
+The async fixtures need pytest-asyncio (any mode); they run on the loop your tests use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from forgeflow import Forgeflow, Registry
+    from forgeflow._testing_db import DatabasePool
+    from forgeflow.testing import ManualClock, WorkflowTestEnv
+
+try:
+    from pytest_asyncio import fixture as async_fixture
+except ImportError:  # pragma: no cover - depends on the install
+    async_fixture = pytest.fixture  # type: ignore[assignment]
+
+
+@pytest.fixture(scope="session")
+def forgeflow_postgres() -> Iterator[str]:
+    """An admin DSN for the PostgreSQL server the test databases are created on."""
+    from forgeflow._testing_db import EmbeddedServer, server_from_env
+
+    url = server_from_env()
+    if url:
+        yield url
+        return
+    server = EmbeddedServer()
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def forgeflow_template_database(forgeflow_postgres: str) -> Iterator[str]:
+    """The name of a database with forgeflow's schema, cloned by ``forgeflow_database``."""
+    from forgeflow._testing_db import create_template, drop_database
+
+    name = create_template(forgeflow_postgres)
+    try:
+        yield name
+    finally:
+        drop_database(forgeflow_postgres, name)
+
+
+@pytest.fixture(scope="session")
+def _forgeflow_database_pool(
+    forgeflow_postgres: str, forgeflow_template_database: str
+) -> Iterator[DatabasePool]:
+    from forgeflow._testing_db import DatabasePool
+
+    pool = DatabasePool(forgeflow_postgres, forgeflow_template_database)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def forgeflow_database(_forgeflow_database_pool: DatabasePool) -> Iterator[str]:
+    """A DSN to a fresh, migrated database of this test's own (dropped afterwards)."""
+    dsn = _forgeflow_database_pool.take()
+    try:
+        yield dsn
+    finally:
+        _forgeflow_database_pool.give_back(dsn)
+
+
+@pytest.fixture
+def forgeflow_registry() -> Registry:
+    """The registry of the workflows under test; override it to use your own."""
+    from forgeflow import default_registry
+
+    return default_registry
+
+
+@pytest.fixture
+def forgeflow_clock() -> ManualClock:
+    """The engine clock of this test: it stands still until the test moves it."""
+    from forgeflow.testing import ManualClock
+
+    return ManualClock()
+
+
+@async_fixture
+async def forgeflow_client(
+    forgeflow_database: str, forgeflow_registry: Registry, forgeflow_clock: ManualClock
+) -> AsyncIterator[Forgeflow]:
+    """A client on this test's database and manual clock; every sleep is a durable timer."""
+    from forgeflow import Forgeflow
+
+    async with Forgeflow.connect(
+        forgeflow_database,
+        registry=forgeflow_registry,
+        clock=forgeflow_clock,
+        sleep_threshold=0,
+        migrate=False,
+    ) as client:
+        yield client
+
+
+@async_fixture
+async def forgeflow_env(forgeflow_client: Forgeflow) -> AsyncIterator[WorkflowTestEnv]:
+    """A WorkflowTestEnv on ``forgeflow_client``, its in-process worker running."""
+    from forgeflow.testing import WorkflowTestEnv
+
+    async with WorkflowTestEnv(forgeflow_client) as env:
+        yield env
