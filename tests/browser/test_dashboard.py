@@ -38,19 +38,28 @@ def require_browser() -> None:
         pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install chromium")
 
 
-@pytest.fixture
-async def page() -> AsyncIterator[Any]:
-    """A fresh page in headless system Chromium."""
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    """Headless system Chromium, started once for the session."""
     require_browser()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            yield await context.new_page()
+            yield chromium
         finally:
-            await browser.close()
+            await chromium.close()
+
+
+@pytest.fixture
+async def page(browser: Any) -> AsyncIterator[Any]:
+    """A fresh page in a fresh browser context (no cookies or storage from other tests)."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """Fixtures for the HTTP tests: live servers and httpx clients for them.
 
-Tests that follow runs get a server on their own fresh database (``server``, ``serve``);
-tests that only check how bad requests are answered share one server per session
-(``shared_http``, ``shared_guarded_http``), which keeps the suite fast.
+Most tests only look at the runs they start themselves, so they share one database and
+two servers for the whole session (``shared_*``; modules opt in by overriding ``ff`` and
+``http``), which keeps the suite fast. Tests that count everything in the database or
+need special server options get a fresh database and server (``server``, ``serve``).
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from forgeflow import Registry
+from forgeflow import Forgeflow, Registry
 from tests.support.db import create_database, drop_database
 
+from .helpers import SECRET, TOKEN
 from .server import LiveServer, served
 from .workflows import Workflows, define
 
 Serve = Callable[..., Awaitable[LiveServer]]
-SECRET = "s3cret-for-tests"
-TOKEN = "admin-token-for-tests"
 
 
 @pytest.fixture
@@ -68,20 +68,35 @@ async def shared_database(pg_server: str, template_db: str) -> AsyncIterator[str
 
 
 @pytest.fixture(scope="session")
-async def shared_server(shared_database: str) -> AsyncIterator[LiveServer]:
-    """A server without secret or token, shared by tests that start no runs of note."""
+def shared_registry() -> Registry:
+    """The test workflows, for the shared servers and client."""
     registry = Registry()
     define(registry)
-    async with served(shared_database, registry) as server:
+    return registry
+
+
+@pytest.fixture(scope="session")
+async def shared_ff(shared_database: str, shared_registry: Registry) -> AsyncIterator[Forgeflow]:
+    """A client of the shared database."""
+    async with Forgeflow.connect(shared_database, registry=shared_registry) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def shared_server(
+    shared_database: str, shared_registry: Registry
+) -> AsyncIterator[LiveServer]:
+    """A server without secret or token, with a worker, on the shared database."""
+    async with served(shared_database, shared_registry) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-async def shared_guarded_server(shared_database: str) -> AsyncIterator[LiveServer]:
-    """A server with a signing secret and an admin token, shared likewise."""
-    registry = Registry()
-    define(registry)
-    async with served(shared_database, registry, secret=SECRET, admin_token=TOKEN) as server:
+async def shared_guarded_server(
+    shared_database: str, shared_registry: Registry
+) -> AsyncIterator[LiveServer]:
+    """A server with a signing secret and an admin token, on the shared database."""
+    async with served(shared_database, shared_registry, secret=SECRET, admin_token=TOKEN) as server:
         yield server
 
 

@@ -7,12 +7,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 
 from forgeflow import Forgeflow
 
-from .conftest import Serve
 from .server import until_status
-from .workflows import Workflows
+
+
+@pytest.fixture
+def ff(shared_ff: Forgeflow) -> Forgeflow:
+    """This module's tests only look at their own runs: they share the session's database."""
+    return shared_ff
+
+
+@pytest.fixture
+def http(shared_http: httpx.AsyncClient) -> httpx.AsyncClient:
+    """A client of the shared server."""
+    return shared_http
 
 
 async def sse(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
@@ -29,7 +40,7 @@ async def sse(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
 
 
 async def test_a_run_stream_follows_the_run_until_it_ends(
-    ff: Forgeflow, http: httpx.AsyncClient, workflows: Workflows
+    ff: Forgeflow, http: httpx.AsyncClient
 ) -> None:
     """GET /runs/{id}/events sends the run at each change, then "end", then closes."""
     start = await http.post("/workflows/approval/start", json={"input": {"title": "live"}})
@@ -52,7 +63,7 @@ async def test_a_run_stream_follows_the_run_until_it_ends(
 
 
 async def test_the_change_stream_names_runs_as_they_change(
-    ff: Forgeflow, http: httpx.AsyncClient, workflows: Workflows
+    ff: Forgeflow, http: httpx.AsyncClient
 ) -> None:
     """GET /runs/changes sends "change" events carrying the ids of runs that moved."""
     async with http.stream("GET", "/runs/changes") as response:
@@ -66,31 +77,14 @@ async def test_the_change_stream_names_runs_as_they_change(
                 break
 
 
-async def test_the_dashboard_and_its_files_are_served(shared_http: httpx.AsyncClient) -> None:
+async def test_the_dashboard_and_its_files_are_served(http: httpx.AsyncClient) -> None:
     """GET / is the dashboard page; its script and stylesheet are served beside it."""
-    page = await shared_http.get("/")
+    page = await http.get("/")
     assert page.headers["content-type"].startswith("text/html")
     assert 'src="_dashboard/app.js"' in page.text
-    script = await shared_http.get("/_dashboard/app.js")
+    script = await http.get("/_dashboard/app.js")
     assert script.headers["content-type"].startswith("text/javascript")
     assert "EventSource" in script.text
-    style = await shared_http.get("/_dashboard/style.css")
+    style = await http.get("/_dashboard/style.css")
     assert style.headers["content-type"].startswith("text/css")
-    assert (await shared_http.get("/_dashboard/secrets.txt")).status_code == 404
-
-
-async def test_the_app_works_mounted_under_a_prefix(
-    ff: Forgeflow, serve: Serve, workflows: Workflows
-) -> None:
-    """Mounted at /ops inside another Starlette app, every route and hook URL has the prefix."""
-    server = await serve(mount="/ops")
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        assert server.url.endswith("/ops")
-        start = await http.post("/workflows/approval/start", json={"input": {"title": "mounted"}})
-        assert start.status_code == 202
-        record = await until_status(ff, start.json()["run_id"], "waiting")
-        hooks = (await http.get("/hooks")).json()["hooks"]
-        assert hooks[0]["url"] == f"{server.url}/hooks/{record.hooks[0].hook_id}"
-        link = await http.get(hooks[0]["url"], params={"decision": "approve"})
-        assert link.status_code == 200
-        assert (await http.get("/")).status_code == 200
+    assert (await http.get("/_dashboard/secrets.txt")).status_code == 404
