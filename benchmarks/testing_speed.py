@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from _common import describe_server, dsn_argument, load_line, server_dsn
@@ -118,16 +119,16 @@ SCENARIOS: dict[str, Callable[[WorkflowTestEnv], Awaitable[None]]] = {
 
 # -- counting statements ------------------------------------------------------------------
 
-statements = 0
+WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+sent = {"reads": 0, "writes": 0}
 
 
-def _count(_record: Any) -> None:
-    global statements
-    statements += 1
+def _count(record: Any) -> None:
+    sent["writes" if WRITES.search(record.query) else "reads"] += 1
 
 
-class CountingConnection(asyncpg.Connection):  # type: ignore[misc]
-    """A pool connection that counts every statement it sends."""
+class CountingConnection(asyncpg.Connection):
+    """A pool connection that counts every statement it sends, reads and writes apart."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -148,42 +149,95 @@ asyncpg.create_pool = counting_pool  # forgeflow's store opens its pool through 
 # -- measuring ----------------------------------------------------------------------------
 
 
+class Sample(NamedTuple):
+    clone: float  # taking a fresh database (cloned ahead in the background)
+    setup: float  # connecting the client and the env, then closing them
+    body: float  # the test body
+    warm: float  # the test body again, on the same (now warm) client
+    reads: int
+    writes: int
+    floor: float  # reads + writes round trips of SELECT 1
+    commit_floor: float  # reads SELECT 1 + writes single-row INSERT commits
+
+
 async def one_test(
     databases: DatabasePool, scenario: Callable[[WorkflowTestEnv], Awaitable[None]]
-) -> tuple[float, float, float, int, float]:
-    """(clone s, connect+close s, body s, statements, floor s) for one run of a scenario."""
+) -> Sample:
+    """One run of a scenario on a fresh database, and its floors on that database."""
     t0 = time.perf_counter()
     dsn = await asyncio.to_thread(databases.take)
     t1 = time.perf_counter()
     async with WorkflowTestEnv.connect(dsn, registry=registry, migrate=False) as env:
         t2 = time.perf_counter()
-        before = statements
+        before = dict(sent)
         await scenario(env)
         t3 = time.perf_counter()
         await asyncio.sleep(0)  # let the query loggers (scheduled with call_soon) run
-        sent = statements - before
-    t4 = time.perf_counter()
-    floor = await round_trips(dsn, sent)
+        reads, writes = sent["reads"] - before["reads"], sent["writes"] - before["writes"]
+        t4 = time.perf_counter()
+        # The same scenario again on this client: its connections have now prepared every
+        # statement and loaded every type, which a fresh client's first use must do.
+        await scenario(env)
+        warm = time.perf_counter() - t4
+    t5 = time.perf_counter()
+    floor, commit_floor = await floors(dsn, reads, writes)
     databases.give_back(dsn)
-    return t1 - t0, (t2 - t1) + (t4 - t3), t3 - t2, sent, floor
+    setup = (t2 - t1) + (t5 - t4 - warm)
+    return Sample(t1 - t0, setup, t3 - t2, warm, reads, writes, floor, commit_floor)
 
 
-async def round_trips(dsn: str, n: int) -> float:
-    """Seconds for ``n`` prepared ``SELECT 1`` round trips on one connection."""
+async def floors(dsn: str, reads: int, writes: int) -> tuple[float, float]:
+    """Seconds for reads + writes ``SELECT 1`` round trips, and for ``reads`` of them plus
+    ``writes`` single-row INSERT commits, on one connection."""
     conn = await asyncpg.connect(dsn)
     try:
-        stmt = await conn.prepare("SELECT 1")
-        await stmt.fetchval()
+        await conn.execute("CREATE TABLE public.commit_floor (id bigserial PRIMARY KEY, v text)")
+        select = await conn.prepare("SELECT 1")
+        insert = await conn.prepare("INSERT INTO public.commit_floor (v) VALUES ($1)")
+        await select.fetchval()
+        await insert.fetch("warm")
         start = time.perf_counter()
-        for _ in range(n):
-            await stmt.fetchval()
-        return time.perf_counter() - start
+        for _ in range(reads + writes):
+            await select.fetchval()
+        middle = time.perf_counter()
+        for _ in range(reads):
+            await select.fetchval()
+        for i in range(writes):
+            await insert.fetch(str(i))
+        return middle - start, time.perf_counter() - middle
     finally:
         await conn.close()
 
 
 def ms(values: list[float]) -> str:
-    return f"{min(values) * 1000:8.1f}{statistics.median(values) * 1000:9.1f}"
+    """Best / median, in milliseconds."""
+    return f"{min(values) * 1000:.1f} / {statistics.median(values) * 1000:.1f}"
+
+
+ROWS: list[tuple[str, Callable[[list[Sample]], str]]] = [
+    (
+        "statements (reads + writes)",
+        lambda rows: " or ".join(
+            f"{r} + {w}" for r, w in sorted({(s.reads, s.writes) for s in rows})
+        ),
+    ),
+    ("test body, fresh client", lambda rows: ms([s.body for s in rows])),
+    ("test body, warm client", lambda rows: ms([s.warm for s in rows])),
+    ("floor: as many SELECT 1", lambda rows: ms([s.floor for s in rows])),
+    ("floor: SELECT 1 + INSERT commits", lambda rows: ms([s.commit_floor for s in rows])),
+    ("whole test", lambda rows: ms([s.clone + s.setup + s.body for s in rows])),
+    ("  of which fresh database", lambda rows: ms([s.clone for s in rows])),
+    ("  of which connect + close", lambda rows: ms([s.setup for s in rows])),
+]
+
+
+def report(results: dict[str, list[Sample]], rounds: int) -> None:
+    """One column per scenario, one row per figure (ms as best / median)."""
+    print(f"\n{rounds} rounds per scenario, each on a fresh database; ms as best / median")
+    names = list(results)
+    print(f"{'':34}" + "".join(f"{name:>26}" for name in names))
+    for label, cell in ROWS:
+        print(f"{label:34}" + "".join(f"{cell(results[name]):>26}" for name in names))
 
 
 async def main() -> None:
@@ -199,28 +253,14 @@ async def main() -> None:
     databases = DatabasePool(dsn, template)
     try:
         await one_test(databases, approval_scenario)  # warm up imports and the server
-        results: dict[str, list[tuple[float, float, float, int, float]]] = {
-            name: [] for name in SCENARIOS
-        }
+        results: dict[str, list[Sample]] = {name: [] for name in SCENARIOS}
         for _ in range(args.rounds):
             for name, scenario in SCENARIOS.items():
                 results[name].append(await one_test(databases, scenario))
     finally:
         await asyncio.to_thread(databases.close)
         await asyncio.to_thread(drop_database, dsn, template)
-    print(f"\n{args.rounds} rounds per scenario, each on a fresh database; ms as best / median")
-    print(
-        f"{'scenario':24}{'statements':>11}{'  test body':>17}{'  floor':>17}"
-        f"{'  connect+close':>17}{'  clone db':>17}"
-    )
-    for name, rows in results.items():
-        clone = [r[0] for r in rows]
-        setup = [r[1] for r in rows]
-        body = [r[2] for r in rows]
-        sent = sorted({r[3] for r in rows})
-        floor = [r[4] for r in rows]
-        count = str(sent[0]) if len(sent) == 1 else f"{sent[0]}-{sent[-1]}"
-        print(f"{name:24}{count:>11}{ms(body)}{ms(floor)}{ms(setup)}{ms(clone)}")
+    report(results, args.rounds)
     print(load_line())
 
 

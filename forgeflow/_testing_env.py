@@ -50,9 +50,9 @@ class WorkflowTestEnv:
     timer, retry delay, hook or event timeout and workflow deadline that falls due, and
     lets the runs go on after each until nothing is left to do at that moment.
 
-    The client must use a :class:`ManualClock`; ``sleep_threshold=0`` makes every
+    The client must use a ``ManualClock``; ``sleep_threshold=0`` makes every
     ``ctx.sleep`` a durable wait driven by that clock (the pytest fixtures and
-    :meth:`connect` set both). Use it as ``async with WorkflowTestEnv(client) as env``.
+    ``WorkflowTestEnv.connect`` set both). Use it as ``async with WorkflowTestEnv(client) as env``.
     """
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
@@ -236,7 +236,7 @@ class WorkflowTestEnv:
         return await self.advance_to(self.clock.now() + parse_duration(duration))
 
     async def advance_to(self, when: datetime) -> datetime:
-        """Like :meth:`advance`, up to the timezone-aware time ``when``."""
+        """Like ``advance``, up to the timezone-aware time ``when``."""
         if when.tzinfo is None:
             raise ValueError("advance_to: 'when' must be timezone-aware")
         if when < self.clock.now():

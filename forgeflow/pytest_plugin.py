@@ -3,20 +3,21 @@
 Installed with forgeflow and loaded by pytest automatically (entry point ``forgeflow``;
 ``-p no:forgeflow`` turns it off). Nothing starts unless a test asks for a fixture:
 
-``forgeflow_database``
-    A DSN to a fresh database for one test, cloned from a migrated template. The
-    server is ``FORGEFLOW_TEST_DATABASE_URL`` when set (any database on it; tests
-    create their own next to it), else an embedded server started once per session.
-``forgeflow_registry``
-    The registry the client executes from: ``forgeflow.default_registry`` unless you
-    override this fixture (``@pytest.fixture def forgeflow_registry(): return registry``).
-``forgeflow_clock``
-    The :class:`~forgeflow.testing.ManualClock` of the test's client.
-``forgeflow_client``
-    A :class:`~forgeflow.Forgeflow` connected to ``forgeflow_database``, on the manual
-    clock, with ``sleep_threshold=0`` so that every sleep is a durable timer.
-``forgeflow_env``
-    A :class:`~forgeflow.testing.WorkflowTestEnv` with its in-process worker running.
+- ``forgeflow_env``: a ``forgeflow.testing.WorkflowTestEnv`` on ``forgeflow_client``,
+  its in-process worker running;
+- ``forgeflow_client``: a ``forgeflow.Forgeflow`` connected to ``forgeflow_database``,
+  on ``forgeflow_clock``, with ``sleep_threshold=0`` so that every sleep is a durable
+  timer;
+- ``forgeflow_clock``: the test's ``forgeflow.testing.ManualClock``;
+- ``forgeflow_registry``: the registry the client executes from, by default
+  ``forgeflow.default_registry`` (where ``@workflow`` registers); override this fixture
+  in your ``conftest.py`` to use your own;
+- ``forgeflow_database``: a DSN to a fresh database for one test, cloned from a migrated
+  template and dropped afterwards;
+- ``forgeflow_postgres`` (session): the server's admin DSN,
+  ``FORGEFLOW_TEST_DATABASE_URL`` when set (any database on the server: the tests create
+  their own next to it), else an embedded server started once for the session;
+- ``forgeflow_template_database`` (session): the migrated template's name.
 
 The async fixtures need pytest-asyncio (any mode); they run on the loop your tests use.
 """

@@ -1,25 +1,27 @@
 """Helpers for testing your own workflows against a real database.
 
 A workflow that waits 72 hours for an approval and then sleeps for a week is tested in
-milliseconds by moving the engine's clock instead of waiting::
+milliseconds by moving the engine's clock instead of waiting:
 
-    from datetime import timedelta
+```python
+from datetime import timedelta
 
-    async def test_unanswered_document_is_rolled_back(forgeflow_env):
-        run_id = await forgeflow_env.start(document_approval, doc)
-        await forgeflow_env.run_until_waiting(run_id)        # waits on the hook
-        await forgeflow_env.advance(timedelta(hours=72))      # nobody answered
-        assert await forgeflow_env.compensations(run_id) == ["reserve_slot"]
+async def test_unanswered_document_is_rolled_back(forgeflow_env):
+    run_id = await forgeflow_env.start(document_approval, doc)
+    await forgeflow_env.run_until_waiting(run_id)     # waits on the hook
+    await forgeflow_env.advance(timedelta(hours=72))   # nobody answered
+    assert await forgeflow_env.compensations(run_id) == ["reserve_slot"]
+```
 
-- :class:`ManualClock` is engine time that moves only when told to;
-- :class:`WorkflowTestEnv` executes runs in-process on such a clock: ``advance`` fires
-  what falls due in order, ``approve`` / ``reject`` / ``escalate`` answer hooks,
-  ``steps`` and ``compensations`` tell what ran, ``fail_step`` and ``crash_after``
-  inject failures and worker crashes;
-- the pytest plugin (installed with forgeflow, see ``forgeflow.pytest_plugin``) gives
-  the fixtures ``forgeflow_database``, ``forgeflow_client`` and ``forgeflow_env``;
-- :func:`fire_timers` makes the durable sleeps of waiting runs due now, for tests that
-  run real workers on the real clock.
+- ``ManualClock`` is engine time that moves only when told to;
+- ``WorkflowTestEnv`` executes runs in-process on such a clock: ``advance`` fires what
+  falls due in order, ``approve`` / ``reject`` / ``escalate`` answer hooks, ``steps``
+  and ``compensations`` tell what ran, ``fail_step`` and ``crash_after`` inject
+  failures and worker crashes;
+- the pytest plugin (installed with forgeflow: ``forgeflow.pytest_plugin``) gives the
+  fixtures ``forgeflow_database``, ``forgeflow_client`` and ``forgeflow_env``;
+- ``fire_timers`` makes the durable sleeps of waiting runs due now, for tests that run
+  real workers on the real clock.
 
 Production code is untouched by all of this: the engine reads its time from whatever
 clock its client was given, and the env injects failures by handing the executor a
@@ -57,12 +59,14 @@ async def fire_timers(
     so the replay does not sleep again, and workers are notified so that an idle one
     picks the runs up without polling. A timer due before ``to`` keeps its earlier time;
     a run that is not waiting on a timer (but on a hook, an event or a child) is neither
-    touched nor returned::
+    touched nor returned:
 
-        run_id = await ff.start(send_reminder, user_id)
-        ...                                # the run reaches ctx.sleep("2d") and waits
-        await fire_timers(ff, run_id)      # the two days are over
-        assert await ff.result(run_id, timeout=10) == "reminded"
+    ```python
+    run_id = await ff.start(send_reminder, user_id)
+    ...                                # the run reaches ctx.sleep("2d") and waits
+    await fire_timers(ff, run_id)      # the two days are over
+    assert await ff.result(run_id, timeout=10) == "reminded"
+    ```
     """
     when = client._clock.now() if to is None else to
     if when.tzinfo is None:

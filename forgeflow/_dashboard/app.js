@@ -17,6 +17,7 @@
     refreshTimer: null,
     runId: null,
     shown: null, // the run record on screen
+    armed: null, // the run whose cancel button waits for its confirming click
     renders: 0, // bumped at each render, so a slower fetch cannot undo a newer event
     listRequests: 0,
   };
@@ -186,6 +187,14 @@
     }
   }
 
+  // When a waiting run wakes by itself: its timer, or the timeout of what it waits for.
+  function wakeLabel(wait, run) {
+    const at = wait.wake_at || run.wake_at;
+    if (!at) return "";
+    const timer = wait.kind === "sleep" || wait.kind === "retry";
+    return `${timer ? "until" : "times out"} ${fmtDateTime(at)}`;
+  }
+
   function runLink(run) {
     return h("a", { href: `#/runs/${encodeURIComponent(run.run_id)}`, class: "mono",
       "data-testid": "run-link", title: run.run_id }, run.run_id.slice(0, 8));
@@ -265,10 +274,11 @@
     }
     const more = state.cursor ? h("button", { type: "button", class: "more",
       onclick: loadMore }, "Load more") : null;
-    box.replaceChildren(h("table", { "data-testid": "runs" },
+    box.replaceChildren();
+    fill(box, [h("table", { "data-testid": "runs" },
       h("thead", {}, h("tr", {}, ["Run", "Workflow", "Status", "Waiting on", "Created",
         "Duration"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, state.runs.map(runRow))), more);
+      h("tbody", {}, state.runs.map(runRow))), more]);
   }
 
   function listParams(cursor) {
@@ -335,14 +345,17 @@
   function cancelButton(run) {
     if (TERMINAL.has(run.status)) return null;
     if (run.cancel_requested) return h("span", { class: "note" }, "cancel requested");
+    // The first click arms the button; the armed state outlives re-renders of the page.
+    const armed = state.armed === run.run_id;
     const button = h("button", { class: "action cancel", type: "button",
-      "data-testid": "cancel" }, "Cancel run");
+      "data-testid": "cancel" }, armed ? "Confirm cancel" : "Cancel run");
     button.addEventListener("click", async () => {
-      if (!button.dataset.armed) {
-        button.dataset.armed = "1";
+      if (state.armed !== run.run_id) {
+        state.armed = run.run_id;
         button.textContent = "Confirm cancel";
         return;
       }
+      state.armed = null;
       button.disabled = true;
       try {
         await api("POST", `runs/${encodeURIComponent(run.run_id)}/cancel`);
@@ -375,8 +388,15 @@
       return h("div", { class: "track" }, fill);
     };
     const rows = [];
+    // A decision step is checkpointed when the decision arrives; its wait began when
+    // the hook was activated.
+    const waitedSince = (step) => {
+      if (step.kind !== "wait") return null;
+      const hook = run.hooks.find((x) => x.name === step.name.replace(/#\d+$/, ""));
+      return hook ? hook.activated_at : null;
+    };
     for (const step of run.steps) {
-      const from = step.started_at || step.completed_at;
+      const from = waitedSince(step) || step.started_at || step.completed_at;
       const status = step.status === "compensated" ? "completed" : step.status;
       rows.push(h("tr", { "data-step": step.name },
         h("td", { class: "mono" }, step.name), h("td", {}, step.kind),
@@ -402,9 +422,18 @@
       }
     }
     if (run.status === "waiting") {
+      const wait = run.wait || {};
+      const hook = run.hooks.find((x) => x.hook_id === wait.hook_id);
+      const last = run.steps.map((s) => s.completed_at).filter(Boolean).sort().pop();
+      const since = (hook && hook.activated_at) || last || run.started_at;
       rows.push(h("tr", { "data-testid": "waiting-row" },
-        h("td", { class: "mono" }, "⏸ waiting"), h("td", {}, run.wait ? run.wait.kind : ""),
-        h("td", {}, badge("waiting")), h("td", { colspan: 5 }, describeWait(run))));
+        h("td", { class: "mono" }, wait.step || "waiting"), h("td", {}, wait.kind || ""),
+        h("td", {}, badge("waiting")), h("td", {}, fmtTime(since)),
+        h("td", { class: "note" }, wakeLabel(wait, run)),
+        h("td", {}, fmtDuration(between(since, null))), h("td", {}),
+        h("td", { class: "bar" }, since ? bar(since, null, "running") : null)));
+      rows.push(h("tr", {}, h("td", {}), h("td", { colspan: 7, class: "note" },
+        `waiting for ${describeWait(run)}`)));
     }
     if (!rows.length) return h("p", { class: "empty" }, "No steps yet.");
     return h("table", { class: "timeline", "data-testid": "timeline" },
@@ -437,13 +466,17 @@
       ["Executions", run.executions],
     ];
     if (run.end_reason) meta.push(["Ended because", run.end_reason]);
+    if (run.cancel_requested && !TERMINAL.has(run.status)) {
+      meta.push(["Cancel", "requested"]);
+    }
     if (run.parent_run_id) {
       meta.push(["Parent", runLink({ run_id: run.parent_run_id })]);
     }
     show(
       h("h1", {}, `${run.workflow} v${run.version} `, badge(run.status)),
       h("div", { class: "card" },
-        h("dl", { class: "meta" }, meta.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+        h("dl", { class: "meta" }, meta.filter(([, v]) => v !== "" && v !== null)
+          .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
         h("p", {}, cancelButton(run))),
       run.hooks.length ? [h("h2", {}, "Hooks"),
         hooksTable(run.hooks, false, () => refreshRun(run.run_id))] : null,
@@ -470,6 +503,7 @@
     closeStream();
     state.runId = id;
     state.shown = null;
+    state.armed = null;
     show(h("p", { class: "empty" }, "Loading…"));
     try {
       renderRun(await api("GET", `runs/${encodeURIComponent(id)}`));

@@ -6,6 +6,7 @@ appending to ``journal``; a fixture empties it before each test.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -123,7 +124,9 @@ async def payment(ctx: WorkflowContext, amount: int) -> str:
     """Hold the funds, then charge the card with three attempts 10 s, 20 s apart."""
     await ctx.step("reserve_funds", reserve_funds, amount).compensate(release_funds).run()
     return await (
-        ctx.step("charge_card", charge_card, amount).retry(attempts=3, delay="10s", backoff=2.0).run()
+        ctx.step("charge_card", charge_card, amount)
+        .retry(attempts=3, delay="10s", backoff=2.0)
+        .run()
     )
 
 
@@ -177,12 +180,12 @@ async def one_timer(ctx: WorkflowContext, timer: Timer) -> None:
     elif timer.kind == "hook":
         await ctx.wait_for_hook("answer", timeout=timer.minutes * 60, on_timeout="reject")
     elif timer.kind == "event":
-        try:
+        with contextlib.suppress(EventTimeout):
             await ctx.wait_for_event("never.sent", timeout=timer.minutes * 60)
-        except EventTimeout:
-            pass
     elif timer.kind == "retry":
-        await ctx.step("flaky", flaky, timer.label).retry(attempts=2, delay=timer.minutes * 60).run()
+        await (
+            ctx.step("flaky", flaky, timer.label).retry(attempts=2, delay=timer.minutes * 60).run()
+        )
     await ctx.step("woke", woke, timer.label, ctx.workflow_time().isoformat()).run()
 
 
