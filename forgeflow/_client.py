@@ -341,6 +341,11 @@ class Forgeflow:
         await self.drive(run_id)
         return await self.result(run_id)
 
+    async def _drive_children(self, run_id: str) -> None:
+        async with anyio.create_task_group() as group:
+            for child in await self._store.live_children(run_id):
+                group.start_soon(self.drive, child)
+
     async def drive(self, run_id: str) -> None:
         """Execute ``run_id`` here whenever it is runnable, until it ends."""
         await self._notifications.start()
@@ -359,6 +364,12 @@ class Forgeflow:
                     record = await self._brief(run_id)
                     if record.is_terminal:
                         break
+                    kind = (record.wait or {}).get("kind")
+                    if kind in ("child", "children"):
+                        # The run waits for its children: execute them here as well, so
+                        # that `run` needs no worker for sub-workflows.
+                        await self._drive_children(run_id)
+                        continue
                     delay = 1.0
                     if record.wake_at is not None:
                         delay = (record.wake_at - self._clock.now()).total_seconds()

@@ -274,6 +274,10 @@ class Store:
         """A run's hooks."""
         return await self._fetch("get_run_hooks", run_id)
 
+    async def live_children(self, run_id: str) -> list[str]:
+        """The attached children of a run that have not ended."""
+        return [r["id"] for r in await self._fetch("live_children", run_id)]
+
     async def get_run_outcome(self, run_id: str) -> Record | None:
         """A run's status, output and error."""
         return await self._fetchrow("get_run_outcome", run_id)

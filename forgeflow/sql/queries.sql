@@ -464,3 +464,8 @@ DELETE FROM forgeflow.workers WHERE id = $1;
 SELECT count(*) FROM forgeflow.workers
 WHERE heartbeat_at > now() - make_interval(secs => $3)
   AND $1 = ANY(workflows) AND $2 = ANY(queues);
+
+-- name: live_children
+SELECT id FROM forgeflow.workflow_runs
+WHERE parent_run_id = $1 AND NOT detached
+  AND status NOT IN ('completed', 'compensated', 'failed');
