@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -12,23 +10,19 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 import anyio
-import structlog
 
 from ._client import Forgeflow
 from ._definitions import Registry, WorkflowDefinition
 from ._durations import Duration, parse_duration
 from ._models import HookRecord, Outcome, StepStatus, WorkflowRecord, WorkflowStatus
 from ._records import step_record
-from ._store import Record
 from ._testing_clock import ManualClock
-from ._testing_context import Faults, SimulatedCrash, testing_context
-from ._testing_store import TestingStore
-from ._worker import LeaseKeeper, new_worker_id
+from ._testing_context import Faults, testing_context
+from ._testing_worker import TestWorker
 from .errors import ConfigurationError, HookNotFound, ResultTimeout
 
 __all__ = ["StepSummary", "WorkflowTestEnv"]
 
-log = structlog.get_logger("forgeflow.testing")
 _FAR = datetime.max.replace(tzinfo=UTC)
 
 
@@ -52,7 +46,8 @@ class WorkflowTestEnv:
 
     The client must use a ``ManualClock``; ``sleep_threshold=0`` makes every
     ``ctx.sleep`` a durable wait driven by that clock (the pytest fixtures and
-    ``WorkflowTestEnv.connect`` set both). Use it as ``async with WorkflowTestEnv(client) as env``.
+    ``WorkflowTestEnv.connect`` set both). Use it as
+    ``async with WorkflowTestEnv(client) as env``.
     """
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
@@ -71,19 +66,24 @@ class WorkflowTestEnv:
                 "WorkflowTestEnv needs a client whose clock is a ManualClock: "
                 "Forgeflow.connect(..., clock=ManualClock(), sleep_threshold=0)"
             )
+        if client.settings.sleep_threshold > 0:
+            # A short sleep would otherwise sleep in place, in real time, on a clock
+            # that does not move.
+            raise ConfigurationError(
+                "WorkflowTestEnv needs a client with sleep_threshold=0, so that every "
+                "ctx.sleep is a timer on its ManualClock"
+            )
         self.client = client
         self.clock: ManualClock = clock
         self._faults = Faults()
-        self._db = TestingStore(client.pool)
-        self._queues = set(queues)
-        self._batch = batch
-        self._poll = parse_duration(poll_interval, field="poll_interval").total_seconds()
-        self._keeper = LeaseKeeper(client._executor, new_worker_id(), client.settings.lease_seconds)
-        self._lock: anyio.Lock | None = None
-        self._nudge: anyio.Event | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._error: BaseException | None = None
         self._saved_context: Any = None
+        self._worker = TestWorker(
+            client,
+            clock,
+            queues=set(queues),
+            batch=batch,
+            poll_interval=parse_duration(poll_interval, field="poll_interval").total_seconds(),
+        )
 
     @classmethod
     @asynccontextmanager
@@ -108,119 +108,27 @@ class WorkflowTestEnv:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> WorkflowTestEnv:
-        self._lock = anyio.Lock()
-        self._nudge = anyio.Event()
         executor = self.client._executor
         self._saved_context = executor.context_class
         executor.context_class = testing_context(self._faults)
-        await self.client._notifications.start()
-        self.client._notifications.on_wakeup.append(self._on_wakeup)
-        # Plain asyncio tasks rather than a task group: a fixture may enter the env in one
-        # task and leave it in another, which a cancel scope does not allow.
-        self._tasks = [
-            asyncio.create_task(self._keeper.run(), name="forgeflow-testing-heartbeat"),
-            asyncio.create_task(self._serve(), name="forgeflow-testing-worker"),
-        ]
+        try:
+            await self._worker.start()
+        except BaseException:
+            executor.context_class = self._saved_context
+            raise
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        with contextlib.suppress(ValueError):
-            self.client._notifications.on_wakeup.remove(self._on_wakeup)
+        await self._worker.stop()
         self.client._executor.context_class = self._saved_context
         if et is None:
-            self._raise_background_error()
-
-    def _on_wakeup(self, _queue: str) -> None:
-        if self._nudge is not None:
-            self._nudge.set()
-
-    async def _serve(self) -> None:
-        # The env's worker: woken by forgeflow_wakeup (a start, a decision, an event, a
-        # cancel) or, as a fallback for a lost notification, every poll interval.
-        while True:
-            assert self._nudge is not None
-            with anyio.move_on_after(self._poll):
-                await self._nudge.wait()
-            self._nudge = anyio.Event()
-            try:
-                async with self._lock_held():
-                    await self._drain()
-            except Exception as exc:
-                log.exception("test_worker_failed", error=str(exc))
-                self._error = self._error or exc
-
-    def _raise_background_error(self) -> None:
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
-
-    # -- executing -----------------------------------------------------------------------
-
-    def _keys(self) -> list[tuple[str, int]]:
-        return [d.key for d in self.client.registry.definitions()]
-
-    def _queue_list(self) -> list[str]:
-        queues = {d.queue for d in self.client.registry.definitions()}
-        return sorted(queues | self._queues | {"default"})
-
-    def _lock_held(self) -> anyio.Lock:
-        assert self._lock is not None, "use the env as 'async with WorkflowTestEnv(...)'"
-        return self._lock
+            self._worker.raise_error()
 
     async def settle(self) -> None:
         """Execute everything runnable at the current (test) time until nothing is left."""
-        self._raise_background_error()
-        async with self._lock_held():
-            await self._drain()
-
-    async def _drain(self) -> None:
-        store = self.client._store
-        while True:
-            rows = await store.claim_runs(
-                self.clock.now(),
-                self._queue_list(),
-                self._keys(),
-                self._batch,
-                self._keeper.worker_id,
-                self._keeper.lease_seconds,
-            )
-            if not rows:
-                return
-            crashed: list[str] = []
-            errors: list[Exception] = []
-            async with anyio.create_task_group() as group:
-                for row in rows:
-                    group.start_soon(self._execute, row, crashed, errors)
-            if crashed:
-                # The dead worker's leases lapse and a new worker (a new id) takes over
-                # from the last checkpoints, as after a real crash.
-                for run_id in crashed:
-                    await self._db.expire_lease(run_id, self._keeper.worker_id)
-                self._keeper.worker_id = new_worker_id()
-            if errors:
-                raise errors[0]
-
-    async def _execute(self, row: Record, crashed: list[str], errors: list[Exception]) -> None:
-        try:
-            await self._keeper.execute(row)
-        except SimulatedCrash as crash:
-            log.info("simulated_crash", run_id=crash.run_id, step=crash.step)
-            crashed.append(row["id"])
-        except Exception as exc:
-            # Infrastructure trouble: hand the run back as a worker would, and tell the test.
-            errors.append(exc)
-            with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
-                await self.client._store.release_run(
-                    row["id"], self._keeper.worker_id, self.clock.now()
-                )
+        await self._worker.settle()
 
     # -- time ----------------------------------------------------------------------------
 
@@ -241,18 +149,7 @@ class WorkflowTestEnv:
             raise ValueError("advance_to: 'when' must be timezone-aware")
         if when < self.clock.now():
             raise ValueError(f"advance_to: {when} is before the clock's {self.clock.now()}")
-        self._raise_background_error()
-        async with self._lock_held():
-            await self._drain()
-            while True:
-                due = await self._db.next_due(
-                    self.clock.now(), when, self._queue_list(), self._keys()
-                )
-                if due is None:
-                    break
-                self.clock.set(due)
-                await self._drain()
-            self.clock.set(when)
+        await self._worker.advance_to(when)
         return when
 
     # -- runs ------------------------------------------------------------------------
@@ -262,7 +159,7 @@ class WorkflowTestEnv:
     ) -> str:
         """Start a run (``Forgeflow.start``); the env's worker picks it up at once."""
         if options.get("queue"):
-            self._queues.add(options["queue"])
+            self._worker.queues.add(options["queue"])
         return await self.client.start(workflow, input, **options)
 
     async def run_until_waiting(self, run_id: str, *, timeout: Duration = 30) -> WorkflowRecord:
@@ -302,7 +199,7 @@ class WorkflowTestEnv:
 
     def _serves(self, record: WorkflowRecord) -> bool:
         key = (record.workflow, record.version)
-        return key in self._keys() and record.queue in self._queue_list()
+        return key in self._worker.workflow_keys() and record.queue in self._worker.queue_list()
 
     async def result(self, run_id: str, *, timeout: Duration = 30) -> Any:
         """The run's output once it ends (WorkflowFailed / WorkflowCancelled if rolled back).

@@ -19,16 +19,16 @@ import socket
 import sys
 import traceback
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import anyio
 import structlog
 
 from ._client import Forgeflow
+from ._dashboard.terminal import Timeline, brief, dump, out, table, ts, waiting_on
 from ._definitions import Registry, default_registry
-from ._models import HookStatus, Outcome, StepRecord, WorkflowRecord, WorkflowStatus
+from ._models import HookStatus, Outcome, WorkflowRecord, WorkflowStatus
 from .errors import ForgeflowError
 
 __all__ = ["main"]
@@ -87,178 +87,6 @@ def _import(target: str) -> Any:
     return importlib.import_module(target)
 
 
-# -- output -------------------------------------------------------------------------------
-
-
-def _out(text: str = "", stream: TextIO | None = None) -> None:
-    print(text, file=stream or sys.stdout, flush=True)
-
-
-def _dump(value: Any) -> None:
-    _out(json.dumps(value, ensure_ascii=False))
-
-
-def _ts(moment: datetime | None, *, short: bool = False) -> str:
-    if moment is None:
-        return "-"
-    moment = moment.astimezone(UTC)
-    if short:
-        return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
-    return moment.strftime("%Y-%m-%d %H:%M:%S") + "Z"
-
-
-def _duration(start: datetime | None, end: datetime | None) -> str:
-    if start is None or end is None:
-        return "-"
-    seconds = (end - start).total_seconds()
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    for row in (headers, *rows):
-        _out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _waiting_on(record: WorkflowRecord) -> str:
-    wait = record.wait if isinstance(record.wait, dict) else None
-    if record.status is not WorkflowStatus.WAITING or not wait:
-        return ""
-    kind = wait.get("kind")
-    if kind == "hook":
-        return f"decision on {wait.get('step')} (hook {wait.get('hook_id')})"
-    if kind in ("sleep", "retry"):
-        return f"{kind} until {_ts(record.wake_at)}"
-    if kind == "event":
-        return f"event {wait.get('event_type')}"
-    if kind == "child":
-        return f"child run {wait.get('child_run_id')}"
-    return str(kind or "")
-
-
-def _brief(record: WorkflowRecord) -> dict[str, Any]:
-    return record.model_dump(mode="json", exclude={"steps", "hooks", "input", "output"})
-
-
-class Timeline:
-    """Prints a run as a step timeline, then (watching) one line per change."""
-
-    def __init__(self) -> None:
-        self._steps: dict[str, tuple[str, bool]] = {}
-        self._status: tuple[str, str] | None = None
-
-    def header(self, record: WorkflowRecord) -> None:
-        """The run's identity, status and times."""
-        rows = [
-            ("run", record.run_id),
-            ("workflow", f"{record.workflow} v{record.version}"),
-            (
-                "status",
-                record.status.value + (f" ({record.end_reason})" if record.end_reason else ""),
-            ),
-            ("created", _ts(record.created_at)),
-            ("started", _ts(record.started_at)),
-            ("ended", _ts(record.completed_at)),
-            ("duration", _duration(record.started_at, record.completed_at)),
-        ]
-        if _waiting_on(record):
-            rows.append(("waiting", _waiting_on(record)))
-        if record.error:
-            rows.append(("error", json.dumps(record.error, ensure_ascii=False)))
-        if record.status is WorkflowStatus.COMPLETED:
-            rows.append(("output", json.dumps(record.output, ensure_ascii=False)))
-        for key, value in rows:
-            _out(f"{key:<9} {value}")
-
-    def table(self, record: WorkflowRecord) -> None:
-        """Every step: start, end, duration, attempts, and its compensation."""
-        if not record.steps:
-            _out("\n(no steps yet)")
-            return
-        rows = []
-        for step in record.steps:
-            started = step.started_at or step.completed_at
-            rows.append(
-                [
-                    step.name,
-                    step.kind,
-                    step.status.value,
-                    _ts(started, short=True),
-                    _ts(step.completed_at, short=True),
-                    _duration(started, step.completed_at),
-                    str(step.attempts),
-                ]
-            )
-            if step.compensated_at is not None:
-                outcome = "failed" if step.compensation_error else "compensated"
-                rows.append(
-                    [
-                        f"  ↺ {step.name}",
-                        "undo",
-                        outcome,
-                        _ts(step.compensated_at, short=True),
-                        "",
-                        "",
-                        "",
-                    ]
-                )
-        _out()
-        _table(["STEP", "KIND", "STATUS", "STARTED", "ENDED", "DURATION", "ATTEMPTS"], rows)
-
-    def update(self, record: WorkflowRecord) -> None:
-        """Print what changed since the previous record (everything, the first time)."""
-        if self._status is None:
-            _out(f"run {record.run_id} ({record.workflow} v{record.version})")
-        status = (record.status.value, _waiting_on(record))
-        if status != self._status and not record.is_terminal:
-            self._line(None, self._status_text(record))
-        for step in record.steps:
-            self._step(step)
-        if status != self._status and record.is_terminal:
-            self._line(record.completed_at, self._status_text(record))
-        self._status = status
-
-    def _step(self, step: StepRecord) -> None:
-        key = (step.status.value, step.compensated_at is not None)
-        if self._steps.get(step.name) == key:
-            return
-        previous = self._steps.get(step.name)
-        self._steps[step.name] = key
-        if previous is None or previous[0] != key[0]:
-            started = step.started_at or step.completed_at
-            extra = ""
-            if step.completed_at is not None and step.kind == "step":
-                extra = f" in {_duration(started, step.completed_at)}"
-            if step.attempts > 1:
-                extra += f" after {step.attempts} attempts"
-            when = step.completed_at or started
-            self._line(when, f"{step.kind} {step.name} {step.status.value}{extra}")
-        if key[1] and (previous is None or not previous[1]):
-            failed = " FAILED" if step.compensation_error else ""
-            self._line(step.compensated_at, f"compensation of {step.name} ran{failed}")
-
-    @staticmethod
-    def _status_text(record: WorkflowRecord) -> str:
-        text = record.status.value
-        if _waiting_on(record):
-            text += f": {_waiting_on(record)}"
-        if record.end_reason:
-            text += f" ({record.end_reason})"
-        if record.is_terminal and record.error:
-            text += f": {record.error.get('message', '') if isinstance(record.error, dict) else ''}"
-        return text
-
-    @staticmethod
-    def _line(when: datetime | None, text: str) -> None:
-        _out(f"{_ts(when or datetime.now(UTC), short=True)}  {text}")
-
-
 # -- commands -----------------------------------------------------------------------------
 
 
@@ -290,14 +118,14 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         ff.worker(concurrency=args.concurrency, queues=_queues(args), grace=args.grace) as worker,
     ):
         names = ", ".join(registry.names())
-        _out(
+        out(
             f"forgeflow worker {worker.worker_id}: {names} on queues "
             f"{', '.join(worker.queues)} (concurrency {args.concurrency}); "
             "SIGTERM or Ctrl-C stops it gracefully",
             sys.stderr,
         )
         signum = await _until_signalled()
-        _out(
+        out(
             f"forgeflow worker: {signal.Signals(signum).name}, stopping "
             f"(up to {args.grace} for running steps)",
             sys.stderr,
@@ -331,9 +159,13 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     base_url = args.base_url or os.environ.get("FORGEFLOW_BASE_URL") or f"http://{shown}:{port}"
 
     class Server(uvicorn.Server):
+        # Signals are ours: the worker must stop after the server, gracefully.
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            yield  # signals are ours: the worker must stop after the server, gracefully
+            yield
+
+        def install_signal_handlers(self) -> None:  # the name in uvicorn before 0.30
+            pass
 
     async with _connect(args, registry, base_url=base_url, max_pool=args.concurrency + 10) as ff:
         app = create_app(
@@ -357,7 +189,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
             async def stop_on_signal() -> None:
                 signum = await _until_signalled()
-                _out(f"forgeflow serve: {signal.Signals(signum).name}, stopping", sys.stderr)
+                out(f"forgeflow serve: {signal.Signals(signum).name}, stopping", sys.stderr)
                 app.state.forgeflow.close_streams()
                 server.should_exit = True
 
@@ -367,7 +199,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
                 if worker is None
                 else (f"with a worker (concurrency {args.concurrency})")
             )
-            _out(
+            out(
                 f"forgeflow: serving {base_url}/ ({', '.join(registry.names())}) {with_worker}",
                 sys.stderr,
             )
@@ -388,9 +220,9 @@ async def cmd_start(args: argparse.Namespace) -> int:
             args.name, args.input, idempotency_key=args.idempotency_key, version=args.version
         )
     if args.json:
-        _dump({"run_id": run_id, "status": "created"})
+        dump({"run_id": run_id, "status": "created"})
     else:
-        _out(run_id)
+        out(run_id)
     return EXIT_OK
 
 
@@ -399,7 +231,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
         if not args.watch:
             record = await ff.status(args.run)
             if args.json:
-                _dump(record.model_dump(mode="json"))
+                dump(record.model_dump(mode="json"))
             else:
                 timeline = Timeline()
                 timeline.header(record)
@@ -410,12 +242,12 @@ async def cmd_status(args: argparse.Namespace) -> int:
         async for record in ff.watch(args.run):
             last = record
             if args.json:
-                _dump(record.model_dump(mode="json"))
+                dump(record.model_dump(mode="json"))
             else:
                 watcher.update(record)
     if last is None or last.status is WorkflowStatus.COMPLETED:
         return EXIT_OK
-    _out(f"forgeflow: run {last.run_id} ended {last.status.value}", sys.stderr)
+    out(f"forgeflow: run {last.run_id} ended {last.status.value}", sys.stderr)
     return EXIT_ERROR
 
 
@@ -423,21 +255,21 @@ async def cmd_runs(args: argparse.Namespace) -> int:
     async with _connect(args) as ff:
         records = await ff.list_runs(status=args.status, workflow=args.workflow, limit=args.limit)
     if args.json:
-        _dump([_brief(r) for r in records])
+        dump([brief(r) for r in records])
     elif not records:
-        _out("no runs", sys.stderr)
+        out("no runs", sys.stderr)
     else:
         rows = [
             [
                 r.run_id,
                 f"{r.workflow} v{r.version}",
                 r.status.value,
-                _ts(r.created_at),
-                _waiting_on(r),
+                ts(r.created_at),
+                waiting_on(r),
             ]
             for r in records
         ]
-        _table(["RUN", "WORKFLOW", "STATUS", "CREATED", "WAITING ON"], rows)
+        table(["RUN", "WORKFLOW", "STATUS", "CREATED", "WAITING ON"], rows)
     return EXIT_OK
 
 
@@ -447,9 +279,9 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
     if record.is_terminal and not record.cancel_requested:
         raise CliError(f"run {record.run_id} already ended {record.status.value}")
     if args.json:
-        _dump({"run_id": record.run_id, "status": record.status.value})
+        dump({"run_id": record.run_id, "status": record.status.value})
     else:
-        _out(
+        out(
             f"cancel requested for {record.run_id} (now {record.status.value}); "
             "its compensations run in reverse"
         )
@@ -461,9 +293,9 @@ async def cmd_hooks_list(args: argparse.Namespace) -> int:
     async with _connect(args) as ff:
         hooks = await ff.list_hooks(status=status, workflow=args.workflow)
     if args.json:
-        _dump({"hooks": [h.model_dump(mode="json") for h in hooks], "count": len(hooks)})
+        dump({"hooks": [h.model_dump(mode="json") for h in hooks], "count": len(hooks)})
     elif not hooks:
-        _out(f"no {args.status} hooks" if status else "no hooks", sys.stderr)
+        out(f"no {args.status} hooks" if status else "no hooks", sys.stderr)
     else:
         rows = [
             [
@@ -472,11 +304,11 @@ async def cmd_hooks_list(args: argparse.Namespace) -> int:
                 h.workflow,
                 h.name,
                 "expired" if h.is_expired and h.status is HookStatus.ACTIVE else h.status.value,
-                _ts(h.expires_at),
+                ts(h.expires_at),
             ]
             for h in hooks
         ]
-        _table(["HOOK", "RUN", "WORKFLOW", "NAME", "STATUS", "EXPIRES"], rows)
+        table(["HOOK", "RUN", "WORKFLOW", "NAME", "STATUS", "EXPIRES"], rows)
     return EXIT_OK
 
 
@@ -484,9 +316,9 @@ async def cmd_hooks_resume(args: argparse.Namespace) -> int:
     async with _connect(args) as ff:
         run_id = await ff.resume_hook(args.hook, args.decision, args.data)
     if args.json:
-        _dump({"run_id": run_id, "hook_id": args.hook, "decision": args.decision})
+        dump({"run_id": run_id, "hook_id": args.hook, "decision": args.decision})
     else:
-        _out(f"{args.decision} recorded for hook {args.hook}; run {run_id} resumes")
+        out(f"{args.decision} recorded for hook {args.hook}; run {run_id} resumes")
     return EXIT_OK
 
 
@@ -494,11 +326,11 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
     async with _connect(args, migrate=False) as ff:
         applied = await ff._store.migrate()
     if args.json:
-        _dump({"applied": applied})
+        dump({"applied": applied})
     elif applied:
-        _out(f"applied migrations: {', '.join(f'{v:04d}' for v in applied)}")
+        out(f"applied migrations: {', '.join(f'{v:04d}' for v in applied)}")
     else:
-        _out("the database is up to date")
+        out("the database is up to date")
     return EXIT_OK
 
 
@@ -689,18 +521,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as raised:
         exc = _first_error(raised)
         if isinstance(exc, KeyboardInterrupt):
-            _out("forgeflow: interrupted", sys.stderr)
+            out("forgeflow: interrupted", sys.stderr)
             return EXIT_INTERRUPTED
         if isinstance(exc, SystemExit):
             return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
         if isinstance(exc, CliError | ForgeflowError):
-            _out(f"forgeflow: error: {exc}", sys.stderr)
+            out(f"forgeflow: error: {exc}", sys.stderr)
             return EXIT_ERROR
         if not isinstance(exc, Exception):
             raise
         if args.verbose:
             traceback.print_exception(exc, file=sys.stderr)
-        _out(
+        out(
             f"forgeflow: unexpected error: {type(exc).__name__}: {exc} (-v shows where)", sys.stderr
         )
         return EXIT_ERROR

@@ -1,1 +1,1 @@
-"""The dashboard's files, the pages behind hook links, and the live event streams."""
+"""Operator views: the dashboard's files, hook link pages, live streams, terminal output."""

@@ -38,9 +38,9 @@ def require_browser() -> None:
         pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Any]:
-    """Headless system Chromium, started once for the session."""
+    """Headless system Chromium, started once for this module's tests."""
     require_browser()
     from playwright.async_api import async_playwright
 
@@ -155,3 +155,25 @@ async def test_cancelling_from_the_run_page_shows_the_compensation(
     await expect(status).to_have_text("compensated", timeout=30_000)
     await expect(page.locator('tr[data-compensation="reserve"]')).to_be_visible()
     await page.screenshot(path=str(tmp_path / "run-compensated.png"), full_page=True)
+
+
+async def test_with_an_admin_token_the_dashboard_asks_for_it_then_goes_live(
+    ff: Forgeflow, dsn: str, registry: Registry, page: Any
+) -> None:
+    """Behind an admin token the page asks for it once, then lists runs and streams changes."""
+    from playwright.async_api import expect
+
+    define(registry)
+    async with served(dsn, registry, admin_token="let-me-in") as server:
+        run_id = await waiting_run(ff, "Secret plan")
+        await page.goto(f"{server.url}/")
+        login = page.locator("#login")
+        await expect(login).to_be_visible()
+        await page.fill("#token", "let-me-in")
+        await page.click("#login button")
+        await expect(login).to_be_hidden()
+        row = page.locator(f'tr[data-run-id="{run_id}"]')
+        await expect(row.get_by_test_id("run-status")).to_have_text("waiting")
+        await expect(page.locator("#live")).to_have_text("live")
+        await page.get_by_test_id("active-hooks").get_by_test_id("hook-reject").click()
+        await expect(row.get_by_test_id("run-status")).to_have_text("completed", timeout=30_000)

@@ -1,7 +1,7 @@
 """Fixtures for the HTTP tests: live servers and httpx clients for them.
 
 Most tests only look at the runs they start themselves, so they share one database and
-two servers for the whole session (``shared_*``; modules opt in by overriding ``ff`` and
+two servers for the whole package (``shared_*``; modules opt in by overriding ``ff`` and
 ``http``), which keeps the suite fast. Tests that count everything in the database or
 need special server options get a fresh database and server (``server``, ``serve``).
 """
@@ -59,7 +59,7 @@ async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def shared_database(pg_server: str, template_db: str) -> AsyncIterator[str]:
     """One database for the servers shared by the request-checking tests."""
     dsn = await create_database(pg_server, template_db)
@@ -67,7 +67,7 @@ async def shared_database(pg_server: str, template_db: str) -> AsyncIterator[str
     await drop_database(pg_server, dsn)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shared_registry() -> Registry:
     """The test workflows, for the shared servers and client."""
     registry = Registry()
@@ -75,14 +75,14 @@ def shared_registry() -> Registry:
     return registry
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def shared_ff(shared_database: str, shared_registry: Registry) -> AsyncIterator[Forgeflow]:
     """A client of the shared database."""
     async with Forgeflow.connect(shared_database, registry=shared_registry) as client:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def shared_server(
     shared_database: str, shared_registry: Registry
 ) -> AsyncIterator[LiveServer]:
@@ -91,7 +91,7 @@ async def shared_server(
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def shared_guarded_server(
     shared_database: str, shared_registry: Registry
 ) -> AsyncIterator[LiveServer]:

@@ -16,7 +16,7 @@ from .server import until_status
 
 @pytest.fixture
 def ff(shared_ff: Forgeflow) -> Forgeflow:
-    """This module's tests only look at their own runs: they share the session's database."""
+    """This module's tests only look at their own runs: they share one database."""
     return shared_ff
 
 

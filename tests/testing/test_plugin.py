@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from forgeflow import Forgeflow, Registry, WorkflowStatus
+from forgeflow import ConfigurationError, Forgeflow, Registry, WorkflowStatus
 from forgeflow.testing import ManualClock, WorkflowTestEnv
 
 from . import workflows
@@ -57,3 +57,15 @@ def test_the_manual_clock_starts_at_the_real_time_and_moves_only_when_told() -> 
         clock.set(first)
     with pytest.raises(ValueError, match="timezone-aware"):
         ManualClock(datetime(2030, 1, 1))
+
+
+async def test_the_env_refuses_a_client_whose_clock_it_cannot_move(forgeflow_database: str) -> None:
+    """A client on the real clock, or sleeping in place, cannot back a WorkflowTestEnv."""
+    async with Forgeflow.connect(forgeflow_database, registry=Registry(), migrate=False) as client:
+        with pytest.raises(ConfigurationError, match="ManualClock"):
+            WorkflowTestEnv(client)
+    async with Forgeflow.connect(
+        forgeflow_database, registry=Registry(), clock=ManualClock(), migrate=False
+    ) as client:
+        with pytest.raises(ConfigurationError, match="sleep_threshold=0"):
+            WorkflowTestEnv(client)

@@ -211,3 +211,31 @@ async def hourly_ticks(ctx: WorkflowContext, hours: int) -> int:
         await ctx.sleep("1h")
         await ctx.step("tick", woke, "tick", ctx.workflow_time().isoformat()).run()
     return hours
+
+
+# -- a parent and its child, a payment waiting for an event --------------------------------
+
+
+async def ship(order: str) -> str:
+    journal.append(f"ship {order}")
+    return f"shipment-{order}"
+
+
+async def cancel_shipment(shipment: str) -> None:
+    journal.append(f"cancel_shipment {shipment}")
+
+
+@workflow(version=1, name="testing_packing", timeout="1d", registry=registry)
+async def packing(ctx: WorkflowContext, order: str) -> str:
+    """A child: packing takes two hours."""
+    await ctx.sleep("2h")
+    return await ctx.step("ship", ship, order).run()
+
+
+@workflow(version=1, name="testing_order", timeout="7d", registry=registry)
+async def order_flow(ctx: WorkflowContext, order: str) -> str:
+    """Ship through a child workflow, then wait for the payment event (a day at most)."""
+    shipment = await ctx.run_child(packing, order)
+    await ctx.step("book_shipment", label_of, shipment).compensate(cancel_shipment).run()
+    payment = await ctx.wait_for_event("payment.received", match={"order": order}, timeout="1d")
+    return f"{shipment} paid {payment['amount']}"

@@ -1,0 +1,206 @@
+"""The test environment's worker: executes, in-process, what is due at the test clock's time.
+
+A real worker claims runs forever and sleeps between claims; this one claims only when
+asked to (or woken by a notification), and reports when nothing is left to do at the
+current time, which is what lets the env move time from one wake-up to the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import anyio
+import structlog
+
+from ._store import Record
+from ._testing_context import SimulatedCrash
+from ._testing_store import TestingStore
+from ._worker import WORKER_HEARTBEAT_SECONDS, LeaseKeeper, new_worker_id
+
+if TYPE_CHECKING:
+    from ._client import Forgeflow
+    from ._testing_clock import ManualClock
+
+__all__ = ["TestWorker"]
+
+log = structlog.get_logger("forgeflow.testing")
+
+
+class TestWorker:
+    """Claims and executes due runs in batches until none is left (``drain``)."""
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    def __init__(
+        self,
+        client: Forgeflow,
+        clock: ManualClock,
+        *,
+        queues: set[str],
+        batch: int,
+        poll_interval: float,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.queues = queues
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.name = new_worker_id()
+        self.keeper = LeaseKeeper(client._executor, self.name, client.settings.lease_seconds)
+        self._db = TestingStore(client.pool)
+        self._lock: anyio.Lock | None = None
+        self._nudge: anyio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._error: BaseException | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen for wake-ups, announce this worker, start its background tasks."""
+        self._lock = anyio.Lock()
+        self._nudge = anyio.Event()
+        await self.client._notifications.start()
+        self.client._notifications.on_wakeup.append(self._on_wakeup)
+        await self._register()
+        # Plain asyncio tasks rather than a task group: a fixture may start the worker in
+        # one task and stop it in another, which a cancel scope does not allow.
+        self._tasks = [
+            asyncio.create_task(self.keeper.run(), name="forgeflow-testing-heartbeat"),
+            asyncio.create_task(self._serve(), name="forgeflow-testing-worker"),
+            asyncio.create_task(self._announce(), name="forgeflow-testing-announce"),
+        ]
+
+    async def stop(self) -> None:
+        """Cancel the background tasks (and any run still executing), unannounce."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
+            await self.client._store.unregister_worker(self.name)
+        with contextlib.suppress(ValueError):
+            self.client._notifications.on_wakeup.remove(self._on_wakeup)
+
+    def raise_error(self) -> None:
+        """Re-raise (once) an error the background loop met."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    async def _register(self) -> None:
+        # Announced like any worker, so that status() does not report a run of the env's
+        # workflows as one no live worker executes.
+        names = [f"{name}:{version}" for name, version in self.workflow_keys()]
+        await self.client._store.register_worker(self.name, self.queue_list(), names, self.batch)
+
+    async def _announce(self) -> None:
+        while True:
+            await anyio.sleep(WORKER_HEARTBEAT_SECONDS)
+            try:
+                if not await self.client._store.worker_heartbeat(self.name):
+                    await self._register()
+            except Exception as exc:
+                log.warning("test_worker_heartbeat_failed", error=str(exc))
+
+    def _on_wakeup(self, _queue: str) -> None:
+        if self._nudge is not None:
+            self._nudge.set()
+
+    async def _serve(self) -> None:
+        # Woken by forgeflow_wakeup (a start, a decision, an event, a cancel) or, as a
+        # fallback for a lost notification, every poll interval.
+        while True:
+            assert self._nudge is not None
+            with anyio.move_on_after(self.poll_interval):
+                await self._nudge.wait()
+            self._nudge = anyio.Event()
+            try:
+                async with self.lock():
+                    await self.drain()
+            except Exception as exc:
+                log.exception("test_worker_failed", error=str(exc))
+                self._error = self._error or exc
+
+    # -- executing -----------------------------------------------------------------------
+
+    def workflow_keys(self) -> list[tuple[str, int]]:
+        """The (workflow, version) pairs this worker executes: its client's registry."""
+        return [d.key for d in self.client.registry.definitions()]
+
+    def queue_list(self) -> list[str]:
+        """The queues it serves: those its workflows name, "default" and any added."""
+        queues = {d.queue for d in self.client.registry.definitions()}
+        return sorted(queues | self.queues | {"default"})
+
+    def lock(self) -> anyio.Lock:
+        """Held while runs execute, so that time never moves under a running run."""
+        assert self._lock is not None, "use the env as 'async with WorkflowTestEnv(...)'"
+        return self._lock
+
+    async def drain(self) -> None:
+        """Execute what is due now, batch after batch, until a claim finds nothing."""
+        store = self.client._store
+        while True:
+            rows = await store.claim_runs(
+                self.clock.now(),
+                self.queue_list(),
+                self.workflow_keys(),
+                self.batch,
+                self.keeper.worker_id,
+                self.keeper.lease_seconds,
+            )
+            if not rows:
+                return
+            crashed: list[str] = []
+            errors: list[Exception] = []
+            async with anyio.create_task_group() as group:
+                for row in rows:
+                    group.start_soon(self._execute, row, crashed, errors)
+            if crashed:
+                # The dead worker's leases lapse and a new worker (a new id) takes over
+                # from the last checkpoints, as after a real crash.
+                for run_id in crashed:
+                    await self._db.expire_lease(run_id, self.keeper.worker_id)
+                self.keeper.worker_id = new_worker_id()
+            if errors:
+                raise errors[0]
+
+    async def _execute(self, row: Record, crashed: list[str], errors: list[Exception]) -> None:
+        try:
+            await self.keeper.execute(row)
+        except SimulatedCrash as crash:
+            log.info("simulated_crash", run_id=crash.run_id, step=crash.step)
+            crashed.append(row["id"])
+        except Exception as exc:
+            # Infrastructure trouble: hand the run back as a worker would, and tell the test.
+            errors.append(exc)
+            with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
+                await self.client._store.release_run(
+                    row["id"], self.keeper.worker_id, self.clock.now()
+                )
+
+    async def settle(self) -> None:
+        """Execute everything due at the current time until nothing is left."""
+        self.raise_error()
+        async with self.lock():
+            await self.drain()
+
+    async def advance_to(self, when: datetime) -> None:
+        """Run what is due now, then jump from wake-up to wake-up up to ``when``."""
+        self.raise_error()
+        async with self.lock():
+            await self.drain()
+            while True:
+                due = await self._db.next_due(
+                    self.clock.now(), when, self.queue_list(), self.workflow_keys()
+                )
+                if due is None:
+                    break
+                self.clock.set(due)
+                await self.drain()
+            self.clock.set(when)
