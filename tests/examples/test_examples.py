@@ -199,9 +199,10 @@ async def run_example(path: Path, dsn: str, cwd: Path, expected: Expected) -> tu
 
 @pytest.mark.parametrize("path", example_paths(), ids=lambda p: p.name)
 async def test_example_runs_to_the_end_and_tells_its_story(
-    path: Path, dsn: str, tmp_path: Path
+    path: Path, forgeflow_database: str, tmp_path: Path
 ) -> None:
     """An example exits 0, prints its key lines in order, and leaves no run unfinished."""
+    dsn = forgeflow_database  # a fresh database from forgeflow's own pytest plugin
     expected = EXPECTED.get(path.name, Expected())
     code, out, err = await run_example(path, dsn, tmp_path, expected)
     assert code == 0, f"{path.name} exited {code}\n--- stdout\n{out}\n--- stderr\n{err}"
