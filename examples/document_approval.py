@@ -1,6 +1,7 @@
 """Document approval: an email with approve/reject links, a 72 h wait, a simulated click.
 
-    python examples/document_approval.py
+    python examples/document_approval.py            # a simulated click, done in seconds
+    python examples/document_approval.py --serve    # click the link yourself (needs [http])
 
 Each run reserves a publication slot, creates a resume hook that expires in 72 hours,
 and emails the approver two links built from `hook.url_for(...)`. Then `hook.wait()`
@@ -198,5 +199,35 @@ async def main() -> None:
             print(f"  run {run_id[:8]} status={record.status.value}: {steps}")
 
 
+async def serve(port: int) -> None:
+    """Serve forgeflow.http with a worker: the links in the email work in a real browser."""
+    import uvicorn
+
+    from forgeflow.http import create_app
+
+    configure_logging()
+    base = f"http://127.0.0.1:{port}"
+    async with (
+        Forgeflow.connect(registry=registry, base_url=base) as ff,
+        ff.worker(concurrency=4),
+    ):
+        config = uvicorn.Config(create_app(ff), host="127.0.0.1", port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        doc = Document(id="doc_live", title="Live demo", approver="you@example.com")
+        run_id = await ff.start(document_approval, doc)
+        print(f"Dashboard: {base}/   (the run waits up to 72 h for your click)")
+        try:
+            published = await ff.result(run_id)
+            print(f"published at {published.url}")
+        except WorkflowFailed as exc:
+            print(f"{exc.status}: {exc.error.get('message')}")
+        server.should_exit = True
+        await serving
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "--serve" in sys.argv:
+        asyncio.run(serve(int(os.environ.get("PORT", "8000"))))
+    else:
+        asyncio.run(main())
