@@ -310,12 +310,23 @@ async def main() -> None:
         Forgeflow.connect(dsn, registry=registry) as ff,
         RawClient.connect(dsn) as raw,
     ):
+        before = await history(ff)
         await latency(ff, raw, dsn, args.runs, args.concurrency)
         if not args.skip_throughput:
             await throughput(
                 ff, raw, dsn, args.throughput_runs, args.rounds, args.concurrency, args.starters
             )
+        after = await history(ff)
+        print(f"\nruns of {three_steps.name} in the database: {before} before, {after} after")
     print(load_line())
+
+
+async def history(ff: Forgeflow) -> int:
+    """How many runs of the benchmark's workflow the database holds (claims may scan them)."""
+    count: int = await ff.pool.fetchval(
+        "SELECT count(*) FROM forgeflow.workflow_runs WHERE workflow = $1", three_steps.name
+    )
+    return count
 
 
 if __name__ == "__main__":
