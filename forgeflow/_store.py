@@ -133,9 +133,7 @@ class Store:
         lease_seconds: float,
     ) -> list[Record]:
         """Lease up to ``limit`` runnable runs of the given (workflow, version) keys."""
-        names = [k[0] for k in keys]
-        versions = [k[1] for k in keys]
-        args = (now, list(queues), names, versions, limit, worker, lease_seconds)
+        args = (now, list(queues), [f"{n}:{v}" for n, v in keys], limit, worker, lease_seconds)
         return await self._fetch("claim_runs", *args)
 
     async def claim_run(
@@ -148,10 +146,8 @@ class Store:
         self, queues: Sequence[str], keys: Sequence[tuple[str, int]]
     ) -> datetime | None:
         """The earliest time a run this worker could execute becomes claimable."""
-        names, versions = [k[0] for k in keys], [k[1] for k in keys]
-        value: datetime | None = await self._fetchval(
-            "next_runnable_at", list(queues), names, versions
-        )
+        names = [f"{n}:{v}" for n, v in keys]
+        value: datetime | None = await self._fetchval("next_runnable_at", list(queues), names)
         return value
 
     async def load_steps(self, run_id: str) -> list[Record]:

@@ -21,14 +21,16 @@ WITH candidates AS (
       AND runnable_at <= $1
       AND queue = ANY($2::text[])
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
-      AND (workflow, version) IN (SELECT * FROM unnest($3::text[], $4::int[]))
+      -- Matched as "name:version" text on purpose: the planner then scans the small
+      -- claim index instead of combining it with the per-workflow history index.
+      AND (workflow || ':' || version) = ANY($3::text[])
     ORDER BY runnable_at
-    LIMIT $5
+    LIMIT $4
     FOR UPDATE SKIP LOCKED
 )
 UPDATE forgeflow.workflow_runs r
-SET lease_owner = $6,
-    lease_expires_at = now() + make_interval(secs => $7),
+SET lease_owner = $5,
+    lease_expires_at = now() + make_interval(secs => $6),
     status = CASE WHEN r.status IN ('created', 'waiting') THEN 'running' ELSE r.status END,
     started_at = coalesce(r.started_at, $1),
     deadline = coalesce(r.deadline, $1 + make_interval(secs => r.timeout_seconds)),
@@ -67,7 +69,7 @@ SELECT min(greatest(runnable_at, coalesce(lease_expires_at, runnable_at)))
 FROM forgeflow.workflow_runs
 WHERE runnable_at IS NOT NULL
   AND queue = ANY($1::text[])
-  AND (workflow, version) IN (SELECT * FROM unnest($2::text[], $3::int[]));
+  AND (workflow || ':' || version) = ANY($2::text[]);
 
 -- name: load_steps
 SELECT name, kind, status, result, result_type, error, attempts, completed_at
