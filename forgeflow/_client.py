@@ -21,9 +21,11 @@ from ._executor import Executor
 from ._models import Outcome, WorkflowRecord, WorkflowStatus
 from ._notify import Notifications
 from ._records import hook_record, run_record, step_record
+from ._runloop import RunLoop
+from ._runtime import Runtime
 from ._serde import dumps
 from ._store import Store
-from ._worker import WORKER_SILENCE_SECONDS, LeaseKeeper, Worker, new_worker_id
+from ._worker import WORKER_SILENCE_SECONDS, Worker
 from .errors import (
     HookAlreadyUsed,
     HookExpired,
@@ -71,6 +73,10 @@ class Forgeflow:
         )
         self._notifications = Notifications(store)
         self._notifications.on_cancel.append(self._on_cancel)
+        #: What executes runs in this process: handed to workers and the testing toolkit.
+        self.runtime = Runtime(
+            store, self.registry, self._clock, self._executor, self._notifications, self.settings
+        )
 
     @classmethod
     @asynccontextmanager
@@ -325,8 +331,8 @@ class Forgeflow:
     # -- executing -----------------------------------------------------------------------
 
     def worker(self, **options: Any) -> Worker:
-        """A worker sharing this client's pool; use ``async with ff.worker(...) as w``."""
-        return Worker(self, **options)
+        """A worker sharing this client's pool (and its lease, unless ``lease=`` is given)."""
+        return Worker(self.runtime, **options)
 
     @overload
     async def run(
@@ -349,17 +355,18 @@ class Forgeflow:
     async def drive(self, run_id: str) -> None:
         """Execute ``run_id`` here whenever it is runnable, until it ends."""
         await self._notifications.start()
-        keeper = LeaseKeeper(self._executor, new_worker_id(), self.settings.lease_seconds)
+        loop = RunLoop(self._executor, lease_seconds=self.settings.lease_seconds)
+
+        async def claim(_limit: int, worker_id: str, lease_seconds: float) -> list[Any]:
+            row = await self._store.claim_run(run_id, worker_id, lease_seconds, self._clock.now())
+            return [] if row is None else [row]
+
         async with anyio.create_task_group() as group:
-            group.start_soon(keeper.run)
+            await group.start(loop.keep_leases)
             while True:
                 changed = self._notifications.run_changed(run_id)
                 try:
-                    row = await self._store.claim_run(
-                        run_id, keeper.worker_id, keeper.lease_seconds, self._clock.now()
-                    )
-                    if row is not None:
-                        await keeper.execute(row)
+                    if await loop.drain(claim, 1):
                         continue
                     record = await self._brief(run_id)
                     if record.is_terminal:

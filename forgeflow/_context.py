@@ -16,8 +16,9 @@ from . import _waits
 from ._clock import Clock
 from ._durations import Duration
 from ._events import Emitter
+from ._lease import Lease
 from ._serde import decode_result, dumps, encode_result, error_info
-from ._signals import CancelSignal, LeaseLost, ReleaseSignal, SuspendSignal
+from ._signals import CancelSignal, EngineFault, LeaseLost, ReleaseSignal, SuspendSignal
 from ._steps import StepRunner, invoke
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class WorkflowContext:
         clock: Clock,
         emitter: Emitter,
         settings: EngineSettings,
-        worker_id: str,
+        lease: Lease,
         replay_only: bool = False,
     ) -> None:
         self.run_id = run_id
@@ -90,7 +91,10 @@ class WorkflowContext:
         self._clock = clock
         self._emitter = emitter
         self._settings = settings
-        self._worker = worker_id
+        self._lease = lease
+        self._worker = lease.worker_id
+        #: The step a replay-only execution stopped at (what it would have run next).
+        self.blocked_step: str | None = None
         self._names: dict[str, int] = {}
         self._compensations: list[_Compensation] = []
         self._time = started_at
@@ -121,6 +125,7 @@ class WorkflowContext:
         results: list[Any] = [None] * len(runners)
         # Concurrent steps cannot share the run's one connection: use the pool meanwhile.
         held, self._store = self._store, self._store.bind(self._store.pool)
+        before = self._time
 
         failures: list[Exception] = []
 
@@ -141,6 +146,10 @@ class WorkflowContext:
             raise _most_important(group_error) from None
         finally:
             self._store = held
+            # The steps finish in any order, and a replay serves them in argument order:
+            # the time after the block is that of its last checkpoint in either case.
+            times = [self._steps[r.name].completed_at for r in runners if r.name in self._steps]
+            self._time = max([before, *(t for t in times if t is not None)])
         if failures:
             raise failures[0]
         return results
@@ -192,7 +201,7 @@ class WorkflowContext:
 
     async def record_step_start(self, name: str, input: Any = None) -> int:
         """Record that an attempt of ``name`` begins; returns its attempt number."""
-        self._before_new_work()
+        self._before_new_work(name)
         row = self._steps.get(name)
         attempt = (row.attempts if row is not None else 0) + 1
         error = row.error if row is not None else None
@@ -366,9 +375,14 @@ class WorkflowContext:
         self._names[name] = count
         return name if count == 1 else f"{name}#{count}"
 
-    def _before_new_work(self) -> None:
+    def _before_new_work(self, step: str | None = None) -> None:
         # Called before anything is done for the first time: replay ends here.
+        if self._lease.expired:
+            # Past the lease as this worker knows it (paused, starved, cut off), another
+            # worker may already be executing the run: start nothing, write nothing.
+            raise LeaseLost()
         if self.cancel_requested or self._replay_only:
+            self.blocked_step = step
             raise CancelSignal()
         if self._releasing:
             raise ReleaseSignal()
@@ -417,12 +431,13 @@ class WorkflowContext:
         remaining = (when - self._clock.now()).total_seconds()
         if remaining <= 0:
             return
-        self._before_new_work()
+        step = wait.get("step")
+        self._before_new_work(step)
         if remaining > self._settings.sleep_threshold:
             raise SuspendSignal(when, {**wait, "wake_at": when.isoformat()})
         with anyio.move_on_after(remaining):
             await self._interrupt.wait()
-        self._before_new_work()
+        self._before_new_work(step)
 
     async def _emit(self, name: str, **fields: Any) -> None:
         await self._emitter.emit(self.log, name, self.run_id, self.workflow_name, **fields)
@@ -439,7 +454,7 @@ class WorkflowContext:
 
 
 def _most_important(group: BaseExceptionGroup[Any]) -> BaseException:
-    """Pick the exception a parallel block re-raises: lease loss, cancel, failure, suspend."""
+    """Pick what a parallel block re-raises: engine fault, lease loss, cancel, failure, suspend."""
     flat: list[BaseException] = []
 
     def walk(exc: BaseException) -> None:
@@ -450,7 +465,7 @@ def _most_important(group: BaseExceptionGroup[Any]) -> BaseException:
             flat.append(exc)
 
     walk(group)
-    for kind in (LeaseLost, CancelSignal, Exception, SuspendSignal, ReleaseSignal):
+    for kind in (EngineFault, LeaseLost, CancelSignal, Exception, SuspendSignal, ReleaseSignal):
         for exc in flat:
             if isinstance(exc, kind):
                 return exc

@@ -35,6 +35,9 @@ class WorkflowDefinition(Generic[I, O]):
     timeout: timedelta
     deprecated: bool = False
     queue: str = "default"
+    #: Consecutive executions that may end in a crash without any new checkpoint before
+    #: the run is rolled back with RecoveryLimitExceeded (a step that kills its worker).
+    max_recoveries: int = 10
     input_type: Any = None
     output_type: Any = None
     takes_input: bool = True
@@ -141,6 +144,7 @@ def workflow(
     deprecated: bool = False,
     queue: str = "default",
     registry: Registry | None = None,
+    max_recoveries: int = 10,
 ) -> Callable[[Callable[..., Awaitable[O]]], WorkflowDefinition[Any, O]]:
     """Declare an ``async def`` as a durable workflow with a version and a timeout."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -148,6 +152,12 @@ def workflow(
     limit = parse_duration(timeout, field="timeout")
     if limit <= timedelta(0):
         raise ValueError("timeout: must be positive")
+    if (
+        isinstance(max_recoveries, bool)
+        or not isinstance(max_recoveries, int)
+        or max_recoveries < 1
+    ):
+        raise ValueError(f"max_recoveries: expected a positive integer, got {max_recoveries!r}")
 
     def decorate(fn: Callable[..., Awaitable[O]]) -> WorkflowDefinition[Any, O]:
         if not inspect.iscoroutinefunction(fn):
@@ -166,6 +176,7 @@ def workflow(
             timeout=limit,
             deprecated=deprecated,
             queue=queue,
+            max_recoveries=max_recoveries,
             input_type=input_type,
             output_type=output_type,
             takes_input=takes_input,

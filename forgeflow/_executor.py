@@ -12,10 +12,11 @@ from ._clock import Clock
 from ._context import EngineSettings, StepRow, WorkflowContext
 from ._definitions import Registry, WorkflowDefinition
 from ._events import Emitter
+from ._lease import Lease
 from ._serde import dumps, error_info
-from ._signals import CancelSignal, LeaseLost, ReleaseSignal, SuspendSignal
+from ._signals import CancelSignal, EngineFault, LeaseLost, ReleaseSignal, SuspendSignal
 from ._store import Record, Store
-from .errors import SerializationError
+from .errors import DatabaseError, RecoveryLimitExceeded, SerializationError
 
 __all__ = ["Executor"]
 
@@ -46,34 +47,72 @@ class Executor:
         self.live: dict[str, WorkflowContext] = {}
         self._held = 0  # pooled connections held by executing runs
 
-    async def execute(self, run: Record, worker_id: str) -> str:
-        """Execute a run this worker has leased; returns what became of it."""
+    async def execute(self, run: Record, lease: Lease) -> str:
+        """Execute a run this worker has leased; returns what became of it.
+
+        Whatever happens in forgeflow's own machinery meanwhile (a dropped connection, a
+        statement PostgreSQL refused) abandons the attempt and hands the run back at once:
+        it is never mistaken for the workflow's failure.
+        """
         run_id: str = run["id"]
         definition = self.registry.find(run["workflow"], run["version"])
         if definition is None:
-            await self.store.release_run(run_id, worker_id, self.clock.now())
+            await self.hand_back(run_id, lease)
             return "released"
+        try:
+            return await self._execute_held(run, definition, lease)
+        except EngineFault as fault:
+            log.warning(
+                "run_abandoned",
+                run_id=run_id,
+                workflow=definition.name,
+                operation=fault.operation,
+                error=str(fault.cause),
+            )
+            await self.hand_back(run_id, lease)
+            return "abandoned"
+
+    async def _execute_held(
+        self, run: Record, definition: WorkflowDefinition[Any, Any], lease: Lease
+    ) -> str:
         # The run holds one pooled connection while it executes: every checkpoint then
         # costs exactly its round trip, without the pool's acquire/release bookkeeping.
         # Only half the pool is held that way: heartbeats, claims and steps using
         # ctx.db() need the rest, or runs holding every connection would wait forever for
         # their own steps' (and lose their leases meanwhile). The others go per statement.
-        pool = self.store.pool
-        if self._held >= pool.get_max_size() // 2:
-            return await self._execute_on(self.store, run, definition, worker_id)
+        if self._held >= self.store.pool.get_max_size() // 2:
+            return await self._execute_on(self.store.bind(self.store.pool), run, definition, lease)
         self._held += 1
         try:
-            async with pool.acquire() as conn:
-                return await self._execute_on(self.store.bind(conn), run, definition, worker_id)
+            async with self.store.held() as store:
+                return await self._execute_on(store, run, definition, lease)
         finally:
             self._held -= 1
 
+    async def hand_back(self, run_id: str, lease: Lease) -> bool:
+        """Release a run this worker can no longer go on with, retrying while the lease lasts.
+
+        A single failed attempt (PostgreSQL restarting, a dropped connection) would leave
+        the run to wait out its whole lease; retrying until the release lands, or until the
+        lease has run out anyway, lets another worker continue it at once.
+        """
+        delay = 0.05
+        with anyio.CancelScope(shield=True):
+            while not lease.expired:
+                try:
+                    return await self.store.release_run(run_id, lease.worker_id, self.clock.now())
+                except DatabaseError as exc:
+                    log.warning("release_failed", run_id=run_id, error=str(exc))
+                await anyio.sleep(max(0.0, min(delay, lease.remaining())))
+                delay = min(delay * 2, 2.0)
+        return False
+
     async def _execute_on(
-        self, store: Store, run: Record, definition: WorkflowDefinition[Any, Any], worker_id: str
+        self, store: Store, run: Record, definition: WorkflowDefinition[Any, Any], lease: Lease
     ) -> str:
         run_id: str = run["id"]
         steps = {r["name"]: StepRow(*r) for r in await store.load_steps(run_id)}
-        stop = self._stop_reason(run)
+        stop = self._stop_reason(run, definition)
         ctx = self.context_class(
             run_id=run_id,
             definition=definition,
@@ -84,7 +123,7 @@ class Executor:
             clock=self.clock,
             emitter=self.emitter,
             settings=self.settings,
-            worker_id=worker_id,
+            lease=lease,
             replay_only=stop is not None,
         )
         self.live[run_id] = ctx
@@ -96,7 +135,7 @@ class Executor:
         finally:
             self.live.pop(run_id, None)
 
-    def _stop_reason(self, run: Record) -> str | None:
+    def _stop_reason(self, run: Record, definition: WorkflowDefinition[Any, Any]) -> str | None:
         # A run that must not go forward is replayed only to rebuild its compensations.
         if run["status"] == "compensating":
             return str(run["end_reason"] or "failure")
@@ -104,6 +143,8 @@ class Executor:
             return "cancel"
         if run["deadline"] is not None and run["deadline"] <= self.clock.now():
             return "timeout"
+        if run["recoveries"] >= definition.max_recoveries:
+            return "recovery"
         return None
 
     async def _drive(
@@ -203,6 +244,9 @@ class Executor:
     async def _roll_back(
         self, ctx: WorkflowContext, run: Record | None, reason: str, error: BaseException
     ) -> str:
+        if reason == "recovery":
+            # Stored as a failure: the step kept killing the workers that executed it.
+            reason, error = "failure", self._recovery_error(ctx, run)
         if isinstance(error, CancelSignal):
             info = (
                 {"type": "WorkflowCancelled", "message": "the run was cancelled"}
@@ -221,14 +265,17 @@ class Executor:
             error_json = dumps(info)
             if not await ctx._store.start_compensation(ctx.run_id, ctx._worker, reason, error_json):
                 raise LeaseLost()
-        if reason == "cancel":
-            if not resuming:
-                await ctx._emit("run_cancelled")
-            # Children are rolled back before their parent: wait for them first.
-            wait = dumps({"kind": "children", "step": None})
-            if await ctx._store.park_for_children(ctx.run_id, ctx._worker, wait, self.clock.now()):
-                await ctx._emit("run_suspended", wait="children")
-                return "waiting"
+        if reason == "cancel" and not resuming:
+            await ctx._emit("run_cancelled")
+        # Whatever ends a run, its attached children are cancelled and rolled back before
+        # its own compensations run: wait for them first (a cancel has marked them already).
+        now = self.clock.now()
+        if reason != "cancel":
+            await ctx._store.request_cancel(ctx.run_id, now, include_run=False)
+        wait = dumps({"kind": "children", "step": None})
+        if await ctx._store.park_for_children(ctx.run_id, ctx._worker, wait, now):
+            await ctx._emit("run_suspended", wait="children")
+            return "waiting"
         had_compensations = ctx.has_compensations
         failures = await ctx.run_compensation()
         final_error = None
@@ -245,3 +292,14 @@ class Executor:
             raise LeaseLost()
         await ctx._emit("run_finished", status=status, reason=reason, error=info.get("message"))
         return status
+
+    def _recovery_error(self, ctx: WorkflowContext, run: Record | None) -> RecoveryLimitExceeded:
+        step = ctx.blocked_step or "?"
+        count = 0 if run is None else int(run["recoveries"])
+        ctx.log.error("recovery_limit_exceeded", step=step, recoveries=count)
+        return RecoveryLimitExceeded(
+            f"{count} executions in a row ended in a crash at step {step!r} without any "
+            "progress; the run was rolled back instead of being tried again",
+            step=step,
+            recoveries=count,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-__all__ = ["CancelSignal", "LeaseLost", "ReleaseSignal", "SuspendSignal"]
+__all__ = ["CancelSignal", "EngineFault", "LeaseLost", "ReleaseSignal", "SuspendSignal"]
 
 
 class SuspendSignal(BaseException):
@@ -27,3 +27,17 @@ class ReleaseSignal(BaseException):
 
 class LeaseLost(BaseException):
     """This worker no longer holds the run; stop without writing anything."""
+
+
+class EngineFault(BaseException):
+    """forgeflow's own machinery failed (a dropped connection, a refused statement).
+
+    Never a failure of the workflow: the attempt is abandoned and the run handed back to
+    be continued from its last checkpoint. A BaseException, so that a user's
+    ``except Exception`` around a step cannot mistake it for the step's own error.
+    """
+
+    def __init__(self, operation: str, cause: BaseException) -> None:
+        super().__init__(f"{operation}: {type(cause).__name__}: {cause}")
+        self.operation = operation
+        self.cause = cause

@@ -152,7 +152,7 @@ class StepRunner(Generic[T]):
             attempts = row.attempts
             pending = (loads(row.error) or {}).get("retry_at")
             retry_at = datetime.fromisoformat(pending) if pending else None
-        ctx._before_new_work()
+        ctx._before_new_work(self.name)
         if retry_at is not None:
             await ctx._wait_until(retry_at, {"kind": "retry", "step": self.name})
         return await self._attempts(attempts)
@@ -178,6 +178,8 @@ class StepRunner(Generic[T]):
         clock = ctx._clock
         while True:
             attempt += 1
+            # Every attempt is new work: none starts past the lease or after a cancel.
+            ctx._before_new_work(self.name)
             started = clock.now()
             try:
                 value: T = await invoke(self._fn, self.args, self.kwargs, self._timeout, self.name)

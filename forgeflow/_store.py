@@ -1,19 +1,25 @@
 """The only module that talks to PostgreSQL.
 
 Each method runs one named statement from ``sql/queries.sql`` on the pool and returns
-plain values or asyncpg records; asyncpg errors leave this module as ``DatabaseError``.
-It knows nothing of workflows, contexts or workers.
+plain values or asyncpg records. Driver errors never leave this module unwrapped: they
+become ``DatabaseError`` for the public API and ``EngineFault`` on a store made for
+executing runs. It knows nothing of workflows, contexts or workers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import anyio
 import asyncpg
+import structlog
 
 from ._migrations import apply_migrations
+from ._signals import EngineFault
 from ._sql import QUERIES as Q
 from .errors import DatabaseError
 
@@ -21,6 +27,7 @@ __all__ = ["Store"]
 
 Record = asyncpg.Record
 TERMINAL = ("completed", "compensated", "failed")
+log = structlog.get_logger("forgeflow.store")
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -29,18 +36,46 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     return None
 
 
-class Store:
-    """PostgreSQL access for forgeflow: a pool and one method per named statement."""
+# Errors of a single statement that PostgreSQL asks the client to simply try again
+# (serialization failure 40001, deadlock 40P01): the statement was rolled back whole.
+_RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+_RETRIES = 5
+# What a statement can fail with besides PostgreSQL's own errors: a connection that
+# dropped or was never made, a protocol-level refusal.
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, db: Any = None) -> None:
+
+class Store:
+    """PostgreSQL access for forgeflow: a pool and one method per named statement.
+
+    A store made for executing runs (``bind(..., engine=True)``) raises ``EngineFault``
+    where the public one raises ``DatabaseError``: an error of forgeflow's own
+    bookkeeping during a run is never the workflow's failure.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str, db: Any = None, engine: bool = False) -> None:
         self.pool = pool
         self.dsn = dsn
         # What statements run on: the pool, or one connection held by an executing run.
         self._db: Any = pool if db is None else db
+        self._engine = engine
 
-    def bind(self, conn: Any) -> Store:
-        """A store whose statements all run on ``conn`` (one run's execution)."""
-        return Store(self.pool, self.dsn, conn)
+    def bind(self, conn: Any, *, engine: bool = True) -> Store:
+        """A store whose statements all run on ``conn`` (the pool or one connection)."""
+        return Store(self.pool, self.dsn, conn, engine)
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[Store]:
+        """An engine store on one pooled connection, held until the block ends."""
+        try:
+            conn = await self.pool.acquire()
+        except _DRIVER_ERRORS as exc:
+            raise EngineFault("acquire a connection", exc) from exc
+        try:
+            yield self.bind(conn)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.pool.release(conn)
 
     @classmethod
     async def open(
@@ -82,25 +117,37 @@ class Store:
 
     # -- generic helpers -------------------------------------------------------------
 
+    async def _call(self, method: str, name: str, *args: Any) -> Any:
+        """Run statement ``name`` with ``db.<method>``; retry what PostgreSQL says to retry."""
+        delay = 0.005
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                return await getattr(self._db, method)(Q[name], *args)
+            except _RETRYABLE as exc:
+                if attempt == _RETRIES:
+                    raise self._wrap(name, exc) from exc
+                log.info("statement_retried", statement=name, sqlstate=exc.sqlstate)
+                await anyio.sleep(delay * (0.5 + random.random()))
+                delay *= 2
+            except _DRIVER_ERRORS as exc:
+                raise self._wrap(name, exc) from exc
+        raise AssertionError("unreachable")
+
+    def _wrap(self, name: str, exc: BaseException) -> BaseException:
+        if self._engine:
+            return EngineFault(name, exc)
+        return DatabaseError(f"{name}: {exc}")
+
     async def _fetch(self, name: str, *args: Any) -> list[Record]:
-        try:
-            rows: list[Record] = await self._db.fetch(Q[name], *args)
-            return rows
-        except asyncpg.PostgresError as exc:
-            raise DatabaseError(f"{name}: {exc}") from exc
+        rows: list[Record] = await self._call("fetch", name, *args)
+        return rows
 
     async def _fetchrow(self, name: str, *args: Any) -> Record | None:
-        try:
-            row: Record | None = await self._db.fetchrow(Q[name], *args)
-            return row
-        except asyncpg.PostgresError as exc:
-            raise DatabaseError(f"{name}: {exc}") from exc
+        row: Record | None = await self._call("fetchrow", name, *args)
+        return row
 
     async def _fetchval(self, name: str, *args: Any) -> Any:
-        try:
-            return await self._db.fetchval(Q[name], *args)
-        except asyncpg.PostgresError as exc:
-            raise DatabaseError(f"{name}: {exc}") from exc
+        return await self._call("fetchval", name, *args)
 
     # -- runs ------------------------------------------------------------------------
 
@@ -170,24 +217,21 @@ class Store:
         step_input: str | None = None,
     ) -> bool | None:
         """Write a checkpoint if ``worker`` holds the lease: cancel_requested, or None if not."""
-        try:
-            value: bool | None = await self._db.fetchval(
-                Q["checkpoint_step"],
-                run_id,
-                worker,
-                name,
-                kind,
-                status,
-                result,
-                result_type,
-                error,
-                attempts,
-                started_at,
-                completed_at,
-                step_input,
-            )
-        except asyncpg.PostgresError as exc:
-            raise DatabaseError(f"checkpoint_step: {exc}") from exc
+        value: bool | None = await self._fetchval(
+            "checkpoint_step",
+            run_id,
+            worker,
+            name,
+            kind,
+            status,
+            result,
+            result_type,
+            error,
+            attempts,
+            started_at,
+            completed_at,
+            step_input,
+        )
         return value
 
     async def mark_compensated(
@@ -241,9 +285,12 @@ class Store:
         args = (run_id, worker, status, output_json, error_json, reason, now)
         return await self._fetchrow("finish_run", *args) is not None
 
-    async def request_cancel(self, run_id: str, now: datetime) -> list[str]:
-        """Flag a run and its attached descendants for cancellation; returns those flagged."""
-        return [r["id"] for r in await self._fetch("request_cancel", run_id, now)]
+    async def request_cancel(
+        self, run_id: str, now: datetime, *, include_run: bool = True
+    ) -> list[str]:
+        """Flag a run (unless told not to) and its attached descendants; those flagged."""
+        rows = await self._fetch("request_cancel", run_id, now, include_run)
+        return [r["id"] for r in rows]
 
     async def watch_run(self, run_id: str, seconds: float) -> bool:
         """Ask checkpoints of ``run_id`` to NOTIFY for the next ``seconds``."""
@@ -308,9 +355,10 @@ class Store:
         try:
             return await self._db.fetchval(Q["insert_hook"], *args, now) is not None
         except asyncpg.UniqueViolationError as exc:
+            # The workflow's own hook_id template collided: its error, not the engine's.
             raise DatabaseError(f"a hook with id {hook_id!r} already exists") from exc
-        except asyncpg.PostgresError as exc:
-            raise DatabaseError(f"insert_hook: {exc}") from exc
+        except _DRIVER_ERRORS as exc:
+            raise self._wrap("insert_hook", exc) from exc
 
     async def get_hook(self, hook_id: str) -> Record | None:
         """One hook row."""

@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
 
+from ._lease import Lease
+from ._runloop import RunLoop, new_worker_id
 from ._store import Record
 from ._testing_context import SimulatedCrash
 from ._testing_store import TestingStore
-from ._worker import WORKER_HEARTBEAT_SECONDS, LeaseKeeper, new_worker_id
+from ._worker import WORKER_HEARTBEAT_SECONDS
 
 if TYPE_CHECKING:
     from ._client import Forgeflow
@@ -27,6 +29,21 @@ if TYPE_CHECKING:
 __all__ = ["TestWorker"]
 
 log = structlog.get_logger("forgeflow.testing")
+
+
+class _CrashingLoop(RunLoop):
+    """The run loop, noting the runs whose execution a simulated crash stopped."""
+
+    def __init__(self, executor: Any, lease_seconds: float) -> None:
+        super().__init__(executor, lease_seconds=lease_seconds)
+        self.crashed: list[str] = []
+
+    async def _execute_one(self, row: Record, lease: Lease) -> None:
+        try:
+            await self.execute(row, lease)
+        except SimulatedCrash as crash:
+            log.info("simulated_crash", run_id=crash.run_id, step=crash.step)
+            self.crashed.append(row["id"])
 
 
 class TestWorker:
@@ -44,17 +61,22 @@ class TestWorker:
         poll_interval: float,
     ) -> None:
         self.client = client
+        self.runtime = client.runtime
         self.clock = clock
         self.queues = queues
         self.batch = batch
         self.poll_interval = poll_interval
-        self.name = new_worker_id()
-        self.keeper = LeaseKeeper(client._executor, self.name, client.settings.lease_seconds)
+        self.loop = _CrashingLoop(self.runtime.executor, self.runtime.settings.lease_seconds)
         self._db = TestingStore(client.pool)
         self._lock: anyio.Lock | None = None
         self._nudge: anyio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._error: BaseException | None = None
+
+    @property
+    def name(self) -> str:
+        """The worker id the env's leases are held under."""
+        return self.loop.worker_id
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -62,13 +84,13 @@ class TestWorker:
         """Listen for wake-ups, announce this worker, start its background tasks."""
         self._lock = anyio.Lock()
         self._nudge = anyio.Event()
-        await self.client._notifications.start()
-        self.client._notifications.on_wakeup.append(self._on_wakeup)
+        await self.runtime.notifications.start()
+        self.runtime.notifications.on_wakeup.append(self._on_wakeup)
         await self._register()
         # Plain asyncio tasks rather than a task group: a fixture may start the worker in
         # one task and stop it in another, which a cancel scope does not allow.
         self._tasks = [
-            asyncio.create_task(self.keeper.run(), name="forgeflow-testing-heartbeat"),
+            asyncio.create_task(self.loop.keep_leases(), name="forgeflow-testing-heartbeat"),
             asyncio.create_task(self._serve(), name="forgeflow-testing-worker"),
             asyncio.create_task(self._announce(), name="forgeflow-testing-announce"),
         ]
@@ -82,9 +104,9 @@ class TestWorker:
                 await task
         self._tasks = []
         with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
-            await self.client._store.unregister_worker(self.name)
+            await self.runtime.store.unregister_worker(self.name)
         with contextlib.suppress(ValueError):
-            self.client._notifications.on_wakeup.remove(self._on_wakeup)
+            self.runtime.notifications.on_wakeup.remove(self._on_wakeup)
 
     def raise_error(self) -> None:
         """Re-raise (once) an error the background loop met."""
@@ -96,13 +118,13 @@ class TestWorker:
         # Announced like any worker, so that status() does not report a run of the env's
         # workflows as one no live worker executes.
         names = [f"{name}:{version}" for name, version in self.workflow_keys()]
-        await self.client._store.register_worker(self.name, self.queue_list(), names, self.batch)
+        await self.runtime.store.register_worker(self.name, self.queue_list(), names, self.batch)
 
     async def _announce(self) -> None:
         while True:
             await anyio.sleep(WORKER_HEARTBEAT_SECONDS)
             try:
-                if not await self.client._store.worker_heartbeat(self.name):
+                if not await self.runtime.store.worker_heartbeat(self.name):
                     await self._register()
             except Exception as exc:
                 log.warning("test_worker_heartbeat_failed", error=str(exc))
@@ -130,11 +152,11 @@ class TestWorker:
 
     def workflow_keys(self) -> list[tuple[str, int]]:
         """The (workflow, version) pairs this worker executes: its client's registry."""
-        return [d.key for d in self.client.registry.definitions()]
+        return self.runtime.workflow_keys()
 
     def queue_list(self) -> list[str]:
         """The queues it serves: those its workflows name, "default" and any added."""
-        queues = {d.queue for d in self.client.registry.definitions()}
+        queues = {d.queue for d in self.runtime.registry.definitions()}
         return sorted(queues | self.queues | {"default"})
 
     def lock(self) -> anyio.Lock:
@@ -142,47 +164,33 @@ class TestWorker:
         assert self._lock is not None, "use the env as 'async with WorkflowTestEnv(...)'"
         return self._lock
 
+    async def _claim(self, limit: int, worker_id: str, lease_seconds: float) -> list[Record]:
+        return await self.runtime.store.claim_runs(
+            self.clock.now(),
+            self.queue_list(),
+            self.workflow_keys(),
+            limit,
+            worker_id,
+            lease_seconds,
+        )
+
     async def drain(self) -> None:
         """Execute what is due now, batch after batch, until a claim finds nothing."""
-        store = self.client._store
+        loop = self.loop
         while True:
-            rows = await store.claim_runs(
-                self.clock.now(),
-                self.queue_list(),
-                self.workflow_keys(),
-                self.batch,
-                self.keeper.worker_id,
-                self.keeper.lease_seconds,
-            )
-            if not rows:
+            await loop.drain(self._claim, self.batch)
+            if loop.errors:
+                error = loop.errors[0]
+                loop.errors.clear()
+                raise error
+            if not loop.crashed:
                 return
-            crashed: list[str] = []
-            errors: list[Exception] = []
-            async with anyio.create_task_group() as group:
-                for row in rows:
-                    group.start_soon(self._execute, row, crashed, errors)
-            if crashed:
-                # The dead worker's leases lapse and a new worker (a new id) takes over
-                # from the last checkpoints, as after a real crash.
-                for run_id in crashed:
-                    await self._db.expire_lease(run_id, self.keeper.worker_id)
-                self.keeper.worker_id = new_worker_id()
-            if errors:
-                raise errors[0]
-
-    async def _execute(self, row: Record, crashed: list[str], errors: list[Exception]) -> None:
-        try:
-            await self.keeper.execute(row)
-        except SimulatedCrash as crash:
-            log.info("simulated_crash", run_id=crash.run_id, step=crash.step)
-            crashed.append(row["id"])
-        except Exception as exc:
-            # Infrastructure trouble: hand the run back as a worker would, and tell the test.
-            errors.append(exc)
-            with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
-                await self.client._store.release_run(
-                    row["id"], self.keeper.worker_id, self.clock.now()
-                )
+            # The dead worker's leases lapse and a new worker (a new id) takes over from
+            # the last checkpoints, as after a real crash.
+            for run_id in loop.crashed:
+                await self._db.expire_lease(run_id, loop.worker_id)
+            loop.crashed.clear()
+            loop.worker_id = new_worker_id()
 
     async def settle(self) -> None:
         """Execute everything due at the current time until nothing is left."""

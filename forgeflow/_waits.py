@@ -46,7 +46,7 @@ async def _sleep_to(ctx: WorkflowContext, base: str, wake: Callable[[datetime], 
     if row is not None and row.completed_at is not None:
         wake_at = row.completed_at
     else:
-        ctx._before_new_work()
+        ctx._before_new_work(name)
         now = ctx._clock.now()
         wake_at = wake(now)
         # The wake time is the checkpoint: a replay waits for what is left, never anew.
@@ -103,7 +103,7 @@ class Hook:
                 await store.activate_hook(self.id, now)
                 continue
             else:
-                ctx._before_new_work()
+                ctx._before_new_work(step)
                 wait = {"kind": "hook", "step": step, "hook_id": self.id}
                 raise SuspendSignal(hook["expires_at"], wait)
             break
@@ -132,7 +132,7 @@ async def create_hook(
         return Hook(ctx, loads(row.result), name)
     fallback = Outcome(on_timeout).value
     seconds = None if timeout is None else parse_duration(timeout, field="timeout").total_seconds()
-    ctx._before_new_work()
+    ctx._before_new_work(step)
     if hook_id is None:
         new_id = f"webhook_{ctx.run_id}_{name}_{secrets.token_urlsafe(24)}"
     else:
@@ -216,7 +216,7 @@ class EventWait:
                 )
                 ctx._time = now
                 raise EventTimeout(message)
-            ctx._before_new_work()
+            ctx._before_new_work(self.step)
             raise SuspendSignal(
                 expires, {"kind": "event", "step": self.step, "event_type": self.event_type}
             )
@@ -231,7 +231,7 @@ async def expect_event(
     """Register the wait once; events sent from now on are kept for it."""
     step = ctx._name(f"event:{event_type}")
     if step not in ctx._steps:
-        ctx._before_new_work()
+        ctx._before_new_work(step)
         now = ctx._clock.now()
         expires = None if timeout is None else now + parse_duration(timeout, field="timeout")
         ok = await ctx._store.insert_event_wait(
@@ -291,7 +291,7 @@ class ChildHandle(Generic[T]):
             error = {"type": "ChildWorkflowFailed", "message": message, "status": status}
             await ctx._checkpoint(step, "child", "failed", None, None, dumps(error), 1, None, now)
         else:
-            ctx._before_new_work()
+            ctx._before_new_work(step)
             raise SuspendSignal(None, {"kind": "child", "step": step, "child_run_id": self.run_id})
         ctx._time = now
         return ctx._steps[step]
@@ -317,7 +317,7 @@ async def start_child(
     row = ctx._steps.get(step)
     if row is not None:
         return ChildHandle(ctx, loads(row.result), definition)
-    ctx._before_new_work()
+    ctx._before_new_work(step)
     value = definition.validate_input(input)
     child_id = str(uuid.uuid5(_CHILD_NAMESPACE, f"{ctx.run_id}/{step}"))
     ok = await ctx._store.insert_child(

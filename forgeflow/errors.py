@@ -13,7 +13,8 @@ default message::
     ├── StepError
     │   ├── StepFailed
     │   ├── StepTimeout
-    │   └── SerializationError
+    │   ├── SerializationError
+    │   └── RecoveryLimitExceeded     a step kept killing the workers executing it
     ├── WaitTimeout
     │   ├── EventTimeout
     │   └── PollTimeout
@@ -48,6 +49,7 @@ __all__ = [
     "HookNotFound",
     "InputValidationError",
     "PollTimeout",
+    "RecoveryLimitExceeded",
     "ResultTimeout",
     "RunNotFound",
     "SerializationError",
@@ -131,6 +133,14 @@ class StepTimeout(StepError):
 
 class SerializationError(StepError):
     """A value could not be serialized to JSON."""
+
+
+class RecoveryLimitExceeded(StepError):
+    """The run's executions kept ending in a crash at the same step; it was rolled back."""
+
+    def __init__(self, message: str | None = None, *, step: str = "", recoveries: int = 0) -> None:
+        super().__init__(message, step=step)
+        self.recoveries = recoveries
 
 
 class WaitTimeout(ForgeflowError):

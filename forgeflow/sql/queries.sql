@@ -37,11 +37,19 @@ SET lease_owner = $5,
     runnable_at = $1,
     wake_requested = false,
     executions = r.executions + 1,
+    -- A run still leased when claimed was abandoned by a crash (a dead worker, a lost
+    -- lease). Count such executions in a row that wrote no checkpoint at all.
+    recoveries = CASE
+        WHEN r.lease_owner IS NULL THEN 0
+        WHEN EXISTS (SELECT 1 FROM forgeflow.workflow_steps s
+                     WHERE s.run_id = r.id AND s.execution = r.executions) THEN 0
+        ELSE r.recoveries + 1
+    END,
     updated_at = now()
 FROM candidates c
 WHERE r.id = c.id
 RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
-          r.error, r.started_at, r.deadline, r.parent_run_id,
+          r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
           pg_notify('forgeflow_run_changed', r.id);
 
 -- name: claim_run
@@ -54,13 +62,21 @@ SET lease_owner = $2,
     runnable_at = $4,
     wake_requested = false,
     executions = r.executions + 1,
+    -- A run still leased when claimed was abandoned by a crash (a dead worker, a lost
+    -- lease). Count such executions in a row that wrote no checkpoint at all.
+    recoveries = CASE
+        WHEN r.lease_owner IS NULL THEN 0
+        WHEN EXISTS (SELECT 1 FROM forgeflow.workflow_steps s
+                     WHERE s.run_id = r.id AND s.execution = r.executions) THEN 0
+        ELSE r.recoveries + 1
+    END,
     updated_at = now()
 WHERE r.id = $1
   AND r.runnable_at IS NOT NULL
   AND r.runnable_at <= $4
   AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
 RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
-          r.error, r.started_at, r.deadline, r.parent_run_id,
+          r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
           pg_notify('forgeflow_run_changed', r.id);
 
 -- name: next_runnable_at
@@ -79,16 +95,18 @@ FROM forgeflow.workflow_steps WHERE run_id = $1;
 -- The hot path: one statement writes the checkpoint, verifies the lease and reports
 -- whether a cancel was requested meanwhile.
 WITH run AS (
-    SELECT cancel_requested, watched_until FROM forgeflow.workflow_runs
+    SELECT cancel_requested, watched_until, executions FROM forgeflow.workflow_runs
     WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
     FOR KEY SHARE
 ), saved AS (
     INSERT INTO forgeflow.workflow_steps
         (run_id, name, kind, status, result, result_type, error, attempts, started_at,
-         completed_at, input)
-    SELECT $1, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10, $11, $12::jsonb FROM run
+         completed_at, input, execution)
+    SELECT $1, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10, $11, $12::jsonb, executions
+    FROM run
     ON CONFLICT (run_id, name) DO UPDATE
     SET kind = excluded.kind, status = excluded.status, result = excluded.result,
+        execution = excluded.execution,
         input = coalesce(excluded.input, forgeflow.workflow_steps.input),
         result_type = excluded.result_type, error = excluded.error,
         attempts = excluded.attempts,
@@ -102,13 +120,13 @@ FROM run;
 
 -- name: mark_compensated
 WITH run AS (
-    SELECT 1 FROM forgeflow.workflow_runs
+    SELECT executions FROM forgeflow.workflow_runs
     WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
     FOR KEY SHARE
 )
 UPDATE forgeflow.workflow_steps s
 SET status = CASE WHEN $4::jsonb IS NULL THEN 'compensated' ELSE s.status END,
-    compensated_at = $3, compensation_error = $4::jsonb
+    compensated_at = $3, compensation_error = $4::jsonb, execution = run.executions
 FROM run
 WHERE s.run_id = $1 AND s.name = $5
 RETURNING s.name;
@@ -189,8 +207,9 @@ SELECT done.id,
 FROM done;
 
 -- name: request_cancel
--- Marks the run and its non-detached descendants; idle ones become claimable now so a
--- worker replays them to rebuild their compensations.
+-- Marks the run ($3: itself too, or only its descendants, when something else ended it)
+-- and its non-detached descendants; idle ones become claimable now so a worker replays
+-- them to rebuild their compensations.
 WITH RECURSIVE tree AS (
     SELECT id FROM forgeflow.workflow_runs WHERE id = $1
     UNION ALL
@@ -203,6 +222,7 @@ WITH RECURSIVE tree AS (
         updated_at = now()
     FROM tree
     WHERE r.id = tree.id
+      AND (r.id <> $1 OR $3)
       AND r.status NOT IN ('completed', 'compensated', 'failed')
       AND NOT r.cancel_requested
     RETURNING r.id, r.queue
@@ -256,7 +276,7 @@ LIMIT $5;
 
 -- name: insert_hook
 WITH run AS (
-    SELECT workflow FROM forgeflow.workflow_runs
+    SELECT workflow, executions FROM forgeflow.workflow_runs
     WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
     FOR KEY SHARE
 ), hook AS (
@@ -265,8 +285,8 @@ WITH run AS (
     SELECT $3, $1, run.workflow, $4, $5, $6, $7, $8::jsonb, $9 FROM run
 ), saved AS (
     INSERT INTO forgeflow.workflow_steps
-        (run_id, name, kind, status, result, attempts, started_at, completed_at)
-    SELECT $1, $5, 'hook', 'completed', to_jsonb($3::text), 1, $9, $9 FROM run
+        (run_id, name, kind, status, result, attempts, started_at, completed_at, execution)
+    SELECT $1, $5, 'hook', 'completed', to_jsonb($3::text), 1, $9, $9, executions FROM run
 )
 SELECT 1 FROM run;
 
@@ -322,7 +342,7 @@ LIMIT $3;
 
 -- name: insert_event_wait
 WITH run AS (
-    SELECT 1 FROM forgeflow.workflow_runs
+    SELECT executions FROM forgeflow.workflow_runs
     WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
     FOR KEY SHARE
 ), wait AS (
@@ -330,8 +350,8 @@ WITH run AS (
     SELECT $1, $3, $4, $5::jsonb, $6, $7 FROM run
 ), saved AS (
     INSERT INTO forgeflow.workflow_steps
-        (run_id, name, kind, status, result, attempts, started_at, completed_at)
-    SELECT $1, $3, 'event', 'running', NULL, 1, $6, NULL FROM run
+        (run_id, name, kind, status, result, attempts, started_at, completed_at, execution)
+    SELECT $1, $3, 'event', 'running', NULL, 1, $6, NULL, executions FROM run
     ON CONFLICT (run_id, name) DO NOTHING
 )
 SELECT 1 FROM run;
@@ -367,7 +387,7 @@ SELECT (SELECT count(DISTINCT run_id) FROM delivered),
 -- name: insert_child
 -- An attached child inherits a cancel that reached the parent a moment before.
 WITH run AS (
-    SELECT queue, cancel_requested FROM forgeflow.workflow_runs
+    SELECT queue, cancel_requested, executions FROM forgeflow.workflow_runs
     WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
     FOR KEY SHARE
 ), child AS (
@@ -381,8 +401,8 @@ WITH run AS (
     RETURNING queue
 ), saved AS (
     INSERT INTO forgeflow.workflow_steps
-        (run_id, name, kind, status, result, attempts, started_at, completed_at)
-    SELECT $1, $8, 'child', 'completed', to_jsonb($3::text), 1, $10, $10 FROM run
+        (run_id, name, kind, status, result, attempts, started_at, completed_at, execution)
+    SELECT $1, $8, 'child', 'completed', to_jsonb($3::text), 1, $10, $10, executions FROM run
 )
 SELECT (SELECT count(pg_notify('forgeflow_wakeup', queue)) FROM child) FROM run;
 

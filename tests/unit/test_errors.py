@@ -6,7 +6,13 @@ import pytest
 
 import forgeflow
 from forgeflow import errors
-from forgeflow._signals import CancelSignal, LeaseLost, ReleaseSignal, SuspendSignal
+from forgeflow._signals import (
+    CancelSignal,
+    EngineFault,
+    LeaseLost,
+    ReleaseSignal,
+    SuspendSignal,
+)
 
 # child -> parent, as drawn in the docstring of forgeflow.errors
 TREE = {
@@ -20,6 +26,7 @@ TREE = {
     "StepFailed": "StepError",
     "StepTimeout": "StepError",
     "SerializationError": "StepError",
+    "RecoveryLimitExceeded": "StepError",
     "WaitTimeout": "ForgeflowError",
     "EventTimeout": "WaitTimeout",
     "PollTimeout": "WaitTimeout",
@@ -92,7 +99,9 @@ def test_hook_errors_map_to_http_status_codes() -> None:
     assert errors.HookExpired.status_code == 410
 
 
-@pytest.mark.parametrize("signal", [SuspendSignal, CancelSignal, ReleaseSignal, LeaseLost])
+@pytest.mark.parametrize(
+    "signal", [SuspendSignal, CancelSignal, ReleaseSignal, LeaseLost, EngineFault]
+)
 def test_internal_signals_escape_except_exception(signal: type[BaseException]) -> None:
     """Engine control flow is not an Exception, so user code cannot swallow it."""
     assert not issubclass(signal, Exception)

@@ -34,6 +34,7 @@ EXPECTED = {
     "ResultTimeout",
     "RetryPolicy",
     "RunNotFound",
+    "RecoveryLimitExceeded",
     "SerializationError",
     "StepError",
     "StepFailed",

@@ -1,0 +1,38 @@
+"""A run's lease as the worker holding it knows it: a deadline on the monotonic clock."""
+
+from __future__ import annotations
+
+import anyio
+
+__all__ = ["Lease"]
+
+
+class Lease:
+    """The lease of one run held by one worker, valid until a local monotonic deadline.
+
+    The deadline is counted from the moment the claim (or the latest successful
+    heartbeat) was *sent*, so it always falls before the database's own expiry: a worker
+    that was paused, starved or partitioned past it knows, without asking the database,
+    that another worker may already be executing the run, and starts no new work.
+    """
+
+    __slots__ = ("deadline", "run_id", "seconds", "worker_id")
+
+    def __init__(self, run_id: str, worker_id: str, seconds: float, sent_at: float) -> None:
+        self.run_id = run_id
+        self.worker_id = worker_id
+        self.seconds = seconds
+        self.deadline = sent_at + seconds
+
+    def renewed(self, sent_at: float) -> None:
+        """A heartbeat sent at ``sent_at`` (monotonic) extended the lease in the database."""
+        self.deadline = max(self.deadline, sent_at + self.seconds)
+
+    @property
+    def expired(self) -> bool:
+        """True once the lease may have run out in the database."""
+        return anyio.current_time() >= self.deadline
+
+    def remaining(self) -> float:
+        """Seconds left before the lease may run out (negative once it has)."""
+        return self.deadline - anyio.current_time()
