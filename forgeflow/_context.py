@@ -125,7 +125,7 @@ class WorkflowContext:
         results: list[Any] = [None] * len(runners)
         # Concurrent steps cannot share the run's one connection: use the pool meanwhile.
         held, self._store = self._store, self._store.bind(self._store.pool)
-        before = self._time
+        before, mark = self._time, len(self._compensations)
 
         failures: list[Exception] = []
 
@@ -146,13 +146,28 @@ class WorkflowContext:
             raise _most_important(group_error) from None
         finally:
             self._store = held
-            # The steps finish in any order, and a replay serves them in argument order:
-            # the time after the block is that of its last checkpoint in either case.
-            times = [self._steps[r.name].completed_at for r in runners if r.name in self._steps]
-            self._time = max([before, *(t for t in times if t is not None)])
+            self._settle_parallel(runners, before, mark)
         if failures:
             raise failures[0]
         return results
+
+    def _settle_parallel(
+        self, runners: tuple[StepRunner[Any], ...], before: datetime, mark: int
+    ) -> None:
+        # The steps finish in any order, and a replay serves them in argument order. What
+        # follows the block must not depend on which: its time is that of the last
+        # checkpoint, and its compensations are stacked in recorded completion order
+        # (ties in argument order), whichever checkpoint round trip happened to end first.
+        position = {runner.name: index for index, runner in enumerate(runners)}
+
+        def completed(step: str) -> datetime:
+            row = self._steps.get(step)
+            return (row.completed_at if row is not None else None) or before
+
+        self._time = max([before, *(completed(r.name) for r in runners)])
+        block = self._compensations[mark:]
+        block.sort(key=lambda e: (completed(e.step), position.get(e.step, len(position))))
+        self._compensations[mark:] = block
 
     def idempotency_key(self, step: str) -> str:
         """A key stable across replays and retries of ``step``, for external APIs."""

@@ -98,7 +98,7 @@ class Executor:
         """
         delay = 0.05
         with anyio.CancelScope(shield=True):
-            while not lease.expired:
+            while not lease.expired and not self.store.closing:
                 try:
                     return await self.store.release_run(run_id, lease.worker_id, self.clock.now())
                 except DatabaseError as exc:

@@ -64,6 +64,11 @@ class Store:
         """A store whose statements all run on ``conn`` (the pool or one connection)."""
         return Store(self.pool, self.dsn, conn, engine)
 
+    @property
+    def closing(self) -> bool:
+        """True once the pool is being closed: nothing sent from now on can succeed."""
+        return bool(self.pool.is_closing())
+
     @asynccontextmanager
     async def held(self) -> AsyncIterator[Store]:
         """An engine store on one pooled connection, held until the block ends."""
