@@ -52,6 +52,7 @@ from .errors import (
     DatabaseError,
     ForgeflowError,
     HookError,
+    IdempotencyConflict,
     InputValidationError,
     RunNotFound,
     WorkflowNotFound,
@@ -109,6 +110,8 @@ def classify(exc: ForgeflowError) -> ApiError:
         return ApiError(422, "workflow_not_found", exc.message)
     if isinstance(exc, RunNotFound):
         return ApiError(404, "run_not_found", exc.message)
+    if isinstance(exc, IdempotencyConflict):
+        return ApiError(409, "idempotency_conflict", exc.message)
     if isinstance(exc, HookError):
         code = {404: "hook_not_found", 409: "hook_already_used", 410: "hook_expired"}
         return ApiError(exc.status_code, code.get(exc.status_code, "hook_error"), exc.message)
