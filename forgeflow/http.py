@@ -602,8 +602,10 @@ def create_app(
         Route("/runs/{run_id}/cancel", e(api.cancel), methods=["POST"]),
         Route("/runs/{run_id}/events", e(api.run_events), methods=["GET"]),
         Route("/hooks", e(api.list_hooks), methods=["GET"]),
-        Route("/hooks/{hook_id}", e(api.hook_link), methods=["GET"]),
-        Route("/hooks/{hook_id}", e(api.post_hook), methods=["POST"]),
+        # Hook ids may hold any character: hook.url escapes "/" as %2F, which servers
+        # decode before routing, so the id is matched as a path (the rest of the URL).
+        Route("/hooks/{hook_id:path}", e(api.hook_link), methods=["GET"]),
+        Route("/hooks/{hook_id:path}", e(api.post_hook), methods=["POST"]),
         Route("/events/{event_type}", e(api.send_event), methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
