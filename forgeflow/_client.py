@@ -30,6 +30,7 @@ from .errors import (
     HookAlreadyUsed,
     HookExpired,
     HookNotFound,
+    IdempotencyConflict,
     ResultTimeout,
     RunNotFound,
     WorkflowCancelled,
@@ -155,7 +156,7 @@ class Forgeflow:
         """Write a new run (validated input; nothing written if invalid) and return its id."""
         definition = self._definition(workflow, version)
         value = definition.validate_input(input)
-        run_id, created = await self._store.insert_run(
+        run_id, owner, created = await self._store.insert_run(
             str(uuid.uuid4()),
             definition.name,
             definition.version,
@@ -168,6 +169,14 @@ class Forgeflow:
         if created:
             log.info(
                 "run_created", run_id=run_id, workflow=definition.name, version=definition.version
+            )
+        elif owner != definition.name:
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency_key!r} is already used by a run of workflow "
+                f"{owner!r}, not {definition.name!r}; use a key per workflow",
+                key=idempotency_key or "",
+                workflow=owner,
+                run_id=run_id,
             )
         return run_id
 

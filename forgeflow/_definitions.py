@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import sys
+import types
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -12,7 +14,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from ._durations import Duration, parse_duration
-from .errors import DuplicateWorkflowError, InputValidationError, WorkflowNotFound
+from .errors import (
+    ConfigurationError,
+    DuplicateWorkflowError,
+    InputValidationError,
+    WorkflowNotFound,
+)
 
 if TYPE_CHECKING:
     from ._context import WorkflowContext
@@ -136,6 +143,38 @@ class Registry:
 default_registry = Registry()
 
 
+def _enclosing_names(fn: Callable[..., Any], frame: types.FrameType | None) -> dict[str, Any]:
+    """The names visible where ``fn`` is declared besides its module's globals."""
+    names: dict[str, Any] = {}
+    for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True):
+        try:
+            names[var] = cell.cell_contents
+        except ValueError:  # a closure variable not assigned yet
+            continue
+    if frame is not None and frame.f_locals is not frame.f_globals:
+        names.update(frame.f_locals)
+    return names
+
+
+def _type_hints(
+    fn: Callable[..., Any], workflow_name: str, frame: types.FrameType | None
+) -> dict[str, Any]:
+    """The workflow function's annotations, resolved in the scope that declares it."""
+    # With postponed annotations (PEP 563) the annotations are strings; a class defined
+    # in the function that applies @workflow (a test, a factory) is not a module global,
+    # so that function's locals are searched too, as Python itself would have done.
+    try:
+        return typing.get_type_hints(fn, localns=_enclosing_names(fn, frame))
+    except NameError as exc:
+        missing = exc.name or str(exc)
+        raise ConfigurationError(
+            f"workflow {workflow_name!r}: its annotations name {missing!r}, which is not "
+            f"defined where the workflow is declared; define or import {missing!r} at "
+            f"module level (not only under TYPE_CHECKING), or in the enclosing function "
+            f"before @workflow is applied"
+        ) from None
+
+
 def workflow(
     *,
     version: int = 1,
@@ -158,6 +197,8 @@ def workflow(
         or max_recoveries < 1
     ):
         raise ValueError(f"max_recoveries: expected a positive integer, got {max_recoveries!r}")
+    # The frame applying the decorator: its locals are read when the function arrives.
+    caller = sys._getframe(1)
 
     def decorate(fn: Callable[..., Awaitable[O]]) -> WorkflowDefinition[Any, O]:
         if not inspect.iscoroutinefunction(fn):
@@ -165,7 +206,7 @@ def workflow(
         params = list(inspect.signature(fn).parameters.values())
         if not 1 <= len(params) <= 2:
             raise TypeError(f"{fn.__qualname__}: a workflow takes (ctx) or (ctx, input)")
-        hints = typing.get_type_hints(fn)
+        hints = _type_hints(fn, name or fn.__name__, caller)
         takes_input = len(params) == 2
         input_type = hints.get(params[1].name, Any) if takes_input else type(None)
         output_type = hints.get("return", Any)

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from ._models import HookRecord, StepRecord, WorkflowRecord
 from ._serde import loads
 
-__all__ = ["hook_record", "run_record", "step_record"]
+__all__ = ["hook_record", "hook_url", "run_record", "step_record"]
+
+
+def hook_url(base_url: str, hook_id: str) -> str:
+    """The URL of a hook under ``base_url``: its id percent-encoded as one path segment."""
+    # Every character outside the unreserved set is escaped, "/" included: a hook id is
+    # built from a hook name that may be any string, and a "/", "?", "#" or a dot segment
+    # left as is would end the path early or be rewritten by the client.
+    return f"{base_url.rstrip('/')}/hooks/{quote(hook_id, safe='')}"
 
 
 def step_record(row: Any) -> StepRecord:
@@ -49,7 +58,7 @@ def hook_record(row: Any, base_url: str, now: datetime) -> HookRecord:
         expires_at=expires,
         resolved_at=row["resolved_at"],
         is_expired=expired,
-        url=f"{base_url.rstrip('/')}/hooks/{row['id']}",
+        url=hook_url(base_url, row["id"]),
     )
 
 

@@ -166,14 +166,21 @@ class Store:
         idempotency_key: str | None,
         now: datetime,
         timeout_seconds: float,
-    ) -> tuple[str, bool]:
-        """Write a new run (and NOTIFY workers); returns (run id, created)."""
+    ) -> tuple[str, str, bool]:
+        """Write a new run (and NOTIFY workers); returns (run id, its workflow, created).
+
+        When the idempotency key is taken, nothing is written and the id and workflow
+        returned are those of the run holding the key.
+        """
         args = (run_id, workflow, version, queue, input_json, idempotency_key, now)
-        row = await self._fetchrow("insert_run", *args, timeout_seconds)
-        if row is not None:
-            return row["id"], True
-        existing = await self._fetchval("run_id_by_idempotency_key", idempotency_key)
-        return existing, False
+        while True:
+            row = await self._fetchrow("insert_run", *args, timeout_seconds)
+            if row is not None:
+                return row["id"], workflow, True
+            existing = await self._fetchrow("run_by_idempotency_key", idempotency_key)
+            # None only if the run holding the key was deleted in between: insert again.
+            if existing is not None:
+                return existing["id"], existing["workflow"], False
 
     async def claim_runs(
         self,

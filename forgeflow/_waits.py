@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._durations import Duration, parse_duration
 from ._models import Decision, Outcome
+from ._records import hook_url
 from ._serde import dumps, error_info, loads
 from ._signals import LeaseLost, SuspendSignal
 from .errors import ChildWorkflowFailed, EventTimeout, PollTimeout
@@ -71,7 +72,7 @@ class Hook:
     @property
     def url(self) -> str:
         """Where a decision is posted (GET with ?decision=… works from an email link)."""
-        return f"{self._ctx._settings.base_url.rstrip('/')}/hooks/{self.id}"
+        return hook_url(self._ctx._settings.base_url, self.id)
 
     def url_for(self, decision: str | Outcome) -> str:
         """A one-click link for ``decision`` (e.g. an Approve button in an email)."""
@@ -137,6 +138,10 @@ async def create_hook(
         new_id = f"webhook_{ctx.run_id}_{name}_{secrets.token_urlsafe(24)}"
     else:
         new_id = hook_id.format(run_id=ctx.run_id, name=name, random=secrets.token_urlsafe(24))
+        if new_id in ("", ".", ".."):
+            # Clients rewrite "." and ".." path segments even percent-encoded, and an
+            # empty one names the hooks list: no hook URL could reach such an id.
+            raise ValueError(f"hook_id: the template gives {new_id!r}, which no URL can name")
     ok = await ctx._store.insert_hook(
         ctx.run_id,
         ctx._worker,

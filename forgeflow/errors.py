@@ -9,6 +9,7 @@ default message::
     ├── WorkflowNotFound
     ├── DuplicateWorkflowError
     ├── InputValidationError          (also a ValueError)
+    ├── IdempotencyConflict           HTTP 409
     ├── RunNotFound
     ├── StepError
     │   ├── StepFailed
@@ -47,6 +48,7 @@ __all__ = [
     "HookError",
     "HookExpired",
     "HookNotFound",
+    "IdempotencyConflict",
     "InputValidationError",
     "PollTimeout",
     "RecoveryLimitExceeded",
@@ -97,6 +99,18 @@ class InputValidationError(ForgeflowError, ValueError):
     def __init__(self, message: str | None = None, errors: list[dict[str, Any]] | None = None):
         super().__init__(message)
         self.errors: list[dict[str, Any]] = errors or []
+
+
+class IdempotencyConflict(ForgeflowError):
+    """The idempotency key is already used by a run of another workflow."""
+
+    def __init__(
+        self, message: str | None = None, *, key: str = "", workflow: str = "", run_id: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.workflow = workflow
+        self.run_id = run_id
 
 
 class RunNotFound(ForgeflowError):

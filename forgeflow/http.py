@@ -52,6 +52,7 @@ from .errors import (
     DatabaseError,
     ForgeflowError,
     HookError,
+    IdempotencyConflict,
     InputValidationError,
     RunNotFound,
     WorkflowNotFound,
@@ -109,6 +110,8 @@ def classify(exc: ForgeflowError) -> ApiError:
         return ApiError(422, "workflow_not_found", exc.message)
     if isinstance(exc, RunNotFound):
         return ApiError(404, "run_not_found", exc.message)
+    if isinstance(exc, IdempotencyConflict):
+        return ApiError(409, "idempotency_conflict", exc.message)
     if isinstance(exc, HookError):
         code = {404: "hook_not_found", 409: "hook_already_used", 410: "hook_expired"}
         return ApiError(exc.status_code, code.get(exc.status_code, "hook_error"), exc.message)
@@ -599,8 +602,10 @@ def create_app(
         Route("/runs/{run_id}/cancel", e(api.cancel), methods=["POST"]),
         Route("/runs/{run_id}/events", e(api.run_events), methods=["GET"]),
         Route("/hooks", e(api.list_hooks), methods=["GET"]),
-        Route("/hooks/{hook_id}", e(api.hook_link), methods=["GET"]),
-        Route("/hooks/{hook_id}", e(api.post_hook), methods=["POST"]),
+        # Hook ids may hold any character: hook.url escapes "/" as %2F, which servers
+        # decode before routing, so the id is matched as a path (the rest of the URL).
+        Route("/hooks/{hook_id:path}", e(api.hook_link), methods=["GET"]),
+        Route("/hooks/{hook_id:path}", e(api.post_hook), methods=["POST"]),
         Route("/events/{event_type}", e(api.send_event), methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

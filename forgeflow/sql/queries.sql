@@ -11,8 +11,8 @@ VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $7)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, pg_notify('forgeflow_wakeup', queue);
 
--- name: run_id_by_idempotency_key
-SELECT id FROM forgeflow.workflow_runs WHERE idempotency_key = $1;
+-- name: run_by_idempotency_key
+SELECT id, workflow FROM forgeflow.workflow_runs WHERE idempotency_key = $1;
 
 -- name: claim_runs
 WITH candidates AS (

@@ -55,6 +55,21 @@ async def test_the_same_idempotency_key_returns_the_same_run(http: httpx.AsyncCl
     assert first == second != other
 
 
+async def test_an_idempotency_key_used_by_another_workflow_is_409(
+    http: httpx.AsyncClient,
+) -> None:
+    """Reusing a run's Idempotency-Key to start another workflow answers 409, not 202."""
+    headers = {"Idempotency-Key": "invoice-99"}
+    first = await start(http, "double", 1, headers=headers)
+    response = await http.post(
+        "/workflows/payment/start", json={"input": "order-99"}, headers=headers
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["error"] == "idempotency_conflict"
+    assert "invoice-99" in response.json()["detail"]
+    assert await start(http, "double", 1, headers=headers) == first
+
+
 async def test_an_unknown_workflow_is_422(http: httpx.AsyncClient) -> None:
     """Starting a workflow nobody registered answers 422 workflow_not_found."""
     response = await http.post("/workflows/nope/start", json={"input": 1})

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from forgeflow import (
     EndReason,
     Forgeflow,
+    IdempotencyConflict,
     InputValidationError,
     LifecycleEvent,
     Registry,
@@ -98,6 +99,27 @@ async def test_the_same_idempotency_key_returns_the_same_run(
         == 1
     )
     assert await count_rows(ff.pool, "forgeflow.workflow_runs") == 2
+
+
+async def test_an_idempotency_key_of_another_workflow_raises_idempotency_conflict(
+    ff: Forgeflow, registry: Registry
+) -> None:
+    """A key already used by a run of another workflow is refused; its own workflow reuses it."""
+    signup = signup_workflow(registry)
+
+    @workflow(version=1, registry=registry, name="invoice")
+    async def invoice(ctx: WorkflowContext, input: Signup) -> None:
+        return None
+
+    payload = {"email": "ada@example.com", "seats": 1}
+    first = await ff.start(signup, payload, idempotency_key="order-17")
+    with pytest.raises(IdempotencyConflict) as caught:
+        await ff.start(invoice, payload, idempotency_key="order-17")
+    assert "order-17" in caught.value.message and "signup" in caught.value.message
+    with pytest.raises(IdempotencyConflict):
+        await ff.start("invoice", payload, idempotency_key="order-17")
+    assert await ff.start("signup", payload, idempotency_key="order-17") == first
+    assert await count_rows(ff.pool, "forgeflow.workflow_runs") == 1
 
 
 async def test_concurrent_starts_with_one_idempotency_key_create_one_run(

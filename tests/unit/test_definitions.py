@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from forgeflow import (
+    ConfigurationError,
     DuplicateWorkflowError,
     InputValidationError,
     Registry,
@@ -220,3 +221,36 @@ def test_only_async_functions_with_ctx_and_at_most_one_input_are_workflows() -> 
     for fn in (sync, too_many, none_at_all):
         with pytest.raises(TypeError):
             decorate(fn)  # type: ignore[arg-type]
+
+
+def test_annotations_may_name_classes_defined_in_the_enclosing_function() -> None:
+    """A pydantic model defined inside a function types the input and output of a workflow."""
+
+    class LocalOrder(BaseModel):
+        sku: str
+        quantity: int
+
+    class LocalReceipt(BaseModel):
+        total: float
+
+    @workflow(registry=Registry())
+    async def local(ctx: WorkflowContext, order: LocalOrder) -> LocalReceipt:
+        return LocalReceipt(total=order.quantity * 1.5)
+
+    assert local.input_type is LocalOrder
+    assert local.output_type is LocalReceipt
+    order = local.validate_input({"sku": "a-1", "quantity": "2"})
+    assert order == LocalOrder(sku="a-1", quantity=2)
+
+
+def test_an_unresolvable_annotation_raises_a_configuration_error_naming_it() -> None:
+    """A name no scope defines fails at decoration with ConfigurationError, not NameError."""
+    with pytest.raises(ConfigurationError) as caught:
+
+        @workflow(registry=Registry(), name="mystery")
+        async def mystery(ctx: WorkflowContext, order: NowhereDefined) -> None:  # type: ignore[name-defined]  # noqa: F821
+            return None
+
+    assert not isinstance(caught.value, NameError)
+    assert "mystery" in caught.value.message
+    assert "NowhereDefined" in caught.value.message

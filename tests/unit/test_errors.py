@@ -21,6 +21,7 @@ TREE = {
     "WorkflowNotFound": "ForgeflowError",
     "DuplicateWorkflowError": "ForgeflowError",
     "InputValidationError": "ForgeflowError",
+    "IdempotencyConflict": "ForgeflowError",
     "RunNotFound": "ForgeflowError",
     "StepError": "ForgeflowError",
     "StepFailed": "StepError",

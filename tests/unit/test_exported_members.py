@@ -26,6 +26,7 @@ EXPECTED = {
     "HookNotFound",
     "HookRecord",
     "HookStatus",
+    "IdempotencyConflict",
     "InputValidationError",
     "LifecycleEvent",
     "Outcome",
