@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 
 from forgeflow._migrations import load_migrations
-
 from tests.support.db import create_database, drop_database, wait_for_run_status
 
 from .runner import APP, ROOT, environment, executable, forgeflow, stop
