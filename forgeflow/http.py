@@ -29,7 +29,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import wraps
 from importlib import resources
 from typing import Any
@@ -64,6 +64,7 @@ log = structlog.get_logger("forgeflow.http")
 SIGNATURE_HEADER = "X-Forgeflow-Signature"
 DEFAULT_MAX_BODY = 1024 * 1024
 MAX_DEPTH = 100  # JSON nesting accepted in bodies; deeper values cannot be stored reliably
+MAX_CURSOR = 1024  # characters; the cursors handed out are about a hundred
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -230,15 +231,22 @@ def encode_cursor(created_at: datetime, run_id: str) -> str:
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """Undo :func:`encode_cursor`; 400 for anything it did not produce."""
+    invalid = ApiError(400, "invalid_cursor", "cursor: not a cursor returned by this API")
+    # Cursors this API hands out are short: a long one is forged, and refusing it before
+    # decoding keeps huge or deeply nested JSON away from the parser.
+    if len(cursor) > MAX_CURSOR:
+        raise invalid
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, run_id = json.loads(raw)
         when = datetime.fromisoformat(at)
         if when.tzinfo is None or not isinstance(run_id, str):
             raise ValueError("incomplete cursor")
-        return when, _check_text(run_id, "cursor")
-    except (ValueError, TypeError, binascii.Error):
-        raise ApiError(400, "invalid_cursor", "cursor: not a cursor returned by this API") from None
+        # In UTC, as PostgreSQL compares it: a time near the ends of Python's range
+        # (0001-01-01T00:00:00+14:00) overflows here rather than in the database.
+        return when.astimezone(UTC), _check_text(run_id, "cursor")
+    except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error):
+        raise invalid from None
 
 
 def _choice(
@@ -327,13 +335,15 @@ class _Api:
         for part in header.split(","):
             key, _, value = part.strip().partition("=")
             fields.setdefault(key, []).append(value)
-        try:
-            t = int(fields["t"][0])
-            candidates = fields["v1"]
-        except (KeyError, ValueError):
+        stamp = fields.get("t", [""])[0]
+        candidates = fields.get("v1", [])
+        # A unix time in seconds has ten digits until the year 2286: anything longer (or not
+        # plain digits) is no timestamp, and would overflow the float comparison below.
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12) or not candidates:
             raise ApiError(
                 401, "signature_invalid", f"{SIGNATURE_HEADER}: expected t=<unix time>,v1=<hex>"
-            ) from None
+            )
+        t = int(stamp)
         if abs(time.time() - t) > self.tolerance:
             raise ApiError(
                 401,
