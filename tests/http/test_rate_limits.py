@@ -53,12 +53,14 @@ async def database_snapshot(dsn: str) -> dict[str, tuple[int, str]]:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'forgeflow'"
         )
         snapshot: dict[str, tuple[int, str]] = {}
-        for row in tables:
-            name = row["table_name"]
-            count, digest = await conn.fetchrow(
+        for table in tables:
+            name = table["table_name"]
+            row = await conn.fetchrow(
                 f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
                 f'FROM forgeflow."{name}" t'
             )
+            assert row is not None
+            count, digest = row["count"], row["md5"]
             # A live worker's own row changes with every heartbeat: only its count is stable.
             snapshot[name] = (count, "" if name == "workers" else digest)
         return snapshot
