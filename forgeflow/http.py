@@ -17,26 +17,26 @@ Who may call what:
 * ``GET /hooks/{hook_id}?decision=...`` is the link put in emails: a link cannot carry a
   signature, so the hook id itself (at least 128 random bits) is the credential, like a
   password-reset link. Pass ``hook_links=False`` to accept decisions only as POSTs.
+
+The trigger calls and the hook links are rate limited (``rate_limit``, see
+:class:`RateLimit`): per client address, and per hook id for the hook endpoints; a
+request over a limit gets 429 with ``Retry-After`` before its body is read or any
+database work is done.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import json
-import math
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from functools import wraps
 from importlib import resources
 from typing import Any
 
 import anyio
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -46,6 +46,19 @@ from starlette.routing import Route
 from ._client import Forgeflow
 from ._dashboard import pages
 from ._dashboard.streams import ChangeFeed, EventStream
+from ._http_limits import RateLimit, RateLimiter, RateLimitOption
+from ._http_requests import (
+    ApiError,
+    HookBody,
+    StartBody,
+    check_text,
+    decode_cursor,
+    encode_cursor,
+    invalid,
+    parse_json,
+    query_choice,
+    query_limit,
+)
 from ._models import HookStatus, Outcome, WorkflowStatus
 from ._records import hook_record
 from .errors import (
@@ -58,13 +71,20 @@ from .errors import (
     WorkflowNotFound,
 )
 
-__all__ = ["DEFAULT_MAX_BODY", "SIGNATURE_HEADER", "create_app", "sign"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_RATE_LIMIT",
+    "SIGNATURE_HEADER",
+    "RateLimit",
+    "create_app",
+    "sign",
+]
 
 log = structlog.get_logger("forgeflow.http")
 
 SIGNATURE_HEADER = "X-Forgeflow-Signature"
 DEFAULT_MAX_BODY = 1024 * 1024
-MAX_DEPTH = 100  # JSON nesting accepted in bodies; deeper values cannot be stored reliably
+DEFAULT_RATE_LIMIT = RateLimit()
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -77,19 +97,6 @@ def sign(secret: str | bytes, body: bytes, timestamp: int | None = None) -> str:
 def _mac(secret: str | bytes, t: int, body: bytes) -> str:
     key = secret.encode() if isinstance(secret, str) else secret
     return hmac.new(key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-
-
-class ApiError(Exception):
-    """An answer other than success: HTTP status, a stable error code and details."""
-
-    def __init__(
-        self, status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.detail = detail
-        self.headers = headers
 
 
 def _error(
@@ -140,131 +147,6 @@ def _endpoint(fn: Handler) -> Handler:
     return endpoint
 
 
-# -- request parsing ----------------------------------------------------------------------
-
-
-class _StartBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    input: Any = None
-    version: StrictInt | None = Field(default=None, ge=1)
-
-
-class _HookBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    decision: Outcome
-    data: dict[str, Any] | None = None
-
-
-def _invalid(exc: ValidationError) -> ApiError:
-    errors = [
-        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-        for e in exc.errors()
-    ]
-    return ApiError(422, "invalid_request", {"errors": errors})
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_json(raw: bytes) -> Any:
-    """Parse a request body; 400 if it is not JSON, 422 if it holds what cannot be stored."""
-    if not raw.strip():
-        return None
-    try:
-        value = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
-    _check_storable(value)
-    return value
-
-
-def _check_storable(value: Any) -> None:
-    # PostgreSQL's jsonb refuses NUL characters and non-finite numbers, and lone
-    # surrogates cannot be encoded: refuse them here rather than fail in the database.
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise ApiError(422, "invalid_request", f"JSON nested deeper than {MAX_DEPTH} levels")
-        if isinstance(item, str):
-            _check_text(item, "body")
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ApiError(422, "invalid_request", "numbers must be finite")
-        elif isinstance(item, dict):
-            for key, inner in item.items():
-                _check_text(key, "body")
-                stack.append((inner, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((inner, depth + 1) for inner in item)
-
-
-def _check_text(text: str, field: str) -> str:
-    if "\x00" in text:
-        raise ApiError(422, "invalid_request", f"{field}: NUL characters are not allowed")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ApiError(422, "invalid_request", f"{field}: not valid Unicode text") from None
-    return text
-
-
-def _limit(request: Request, default: int, maximum: int) -> int:
-    raw = request.query_params.get("limit")
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= maximum:
-        message = f"an integer from 1 to {maximum}"
-        raise ApiError(422, "invalid_request", {"errors": [{"field": "limit", "message": message}]})
-    return value
-
-
-def encode_cursor(created_at: datetime, run_id: str) -> str:
-    """An opaque cursor naming the position after ``(created_at, run_id)``."""
-    raw = json.dumps([created_at.isoformat(), run_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Undo :func:`encode_cursor`; 400 for anything it did not produce."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, run_id = json.loads(raw)
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None or not isinstance(run_id, str):
-            raise ValueError("incomplete cursor")
-        return when, _check_text(run_id, "cursor")
-    except (ValueError, TypeError, binascii.Error):
-        raise ApiError(400, "invalid_cursor", "cursor: not a cursor returned by this API") from None
-
-
-def _choice(
-    request: Request,
-    name: str,
-    allowed: type[WorkflowStatus] | type[HookStatus],
-    default: str | None,
-    any_word: str | None = None,
-) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if any_word is not None and raw == any_word:
-        return None
-    values = [s.value for s in allowed]
-    if raw not in values:
-        options = ", ".join(values + ([any_word] if any_word else []))
-        raise ApiError(
-            422, "invalid_request", {"errors": [{"field": name, "message": f"one of {options}"}]}
-        )
-    return raw
-
-
 # -- the application ----------------------------------------------------------------------
 
 
@@ -280,6 +162,7 @@ class _Api:
         max_body: int,
         signature_tolerance: float,
         hook_links: bool,
+        limiter: RateLimiter | None,
     ) -> None:
         self.client = client
         self.secret = secret
@@ -287,6 +170,7 @@ class _Api:
         self.max_body = max_body
         self.tolerance = signature_tolerance
         self.hook_links = hook_links
+        self.limiter = limiter
         self.closing = anyio.Event()
         self.feed = ChangeFeed(client)
 
@@ -330,13 +214,15 @@ class _Api:
         for part in header.split(","):
             key, _, value = part.strip().partition("=")
             fields.setdefault(key, []).append(value)
-        try:
-            t = int(fields["t"][0])
-            candidates = fields["v1"]
-        except (KeyError, ValueError):
+        stamp = fields.get("t", [""])[0]
+        candidates = fields.get("v1", [])
+        # A unix time in seconds has ten digits until the year 2286: anything longer (or not
+        # plain digits) is no timestamp, and would overflow the float comparison below.
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12) or not candidates:
             raise ApiError(
                 401, "signature_invalid", f"{SIGNATURE_HEADER}: expected t=<unix time>,v1=<hex>"
-            ) from None
+            )
+        t = int(stamp)
         if abs(time.time() - t) > self.tolerance:
             raise ApiError(
                 401,
@@ -348,6 +234,26 @@ class _Api:
             hmac.compare_digest(expected, c.encode("latin-1", "replace")) for c in candidates
         ):
             raise ApiError(401, "signature_invalid", "the signature does not match the body")
+
+    async def limit(self, request: Request, hook_id: str | None = None) -> None:
+        """429 with Retry-After when the request goes over a rate limit."""
+        if self.limiter is None:
+            return
+        refusal = await self.limiter.check(request, hook_id)
+        if refusal is None:
+            return
+        who = "from this client" if refusal.scope == "client" else "for this hook"
+        raise ApiError(
+            429,
+            "rate_limited",
+            {
+                "message": f"too many requests {who}; retry in {refusal.retry_after}s",
+                "scope": refusal.scope,
+                "limit": refusal.limit,
+                "retry_after": refusal.retry_after,
+            },
+            {"Retry-After": str(refusal.retry_after)},
+        )
 
     async def read_body(self, request: Request) -> bytes:
         """The raw body; 413 as soon as it is known to exceed ``max_body``."""
@@ -378,19 +284,20 @@ class _Api:
 
     @staticmethod
     def _path(request: Request, name: str) -> str:
-        return _check_text(str(request.path_params[name]), name)
+        return check_text(str(request.path_params[name]), name)
 
     # -- triggers -------------------------------------------------------------------------
 
     async def start(self, request: Request) -> Response:
+        await self.limit(request)
         name = self._path(request, "name")
         body = await self._object_body(request, '{"input": ..., "version": null}')
         try:
-            parsed = _StartBody.model_validate(body)
+            parsed = StartBody.model_validate(body)
         except ValidationError as exc:
-            raise _invalid(exc) from None
+            raise invalid(exc) from None
         key = request.headers.get("idempotency-key")
-        if key is not None and not 1 <= len(_check_text(key, "Idempotency-Key")) <= 255:
+        if key is not None and not 1 <= len(check_text(key, "Idempotency-Key")) <= 255:
             raise ApiError(422, "invalid_request", "Idempotency-Key: 1 to 255 characters")
         run_id = await self.client.start(
             name, parsed.input, idempotency_key=key, version=parsed.version
@@ -398,21 +305,23 @@ class _Api:
         return JSONResponse({"run_id": run_id, "status": "created"}, status_code=202)
 
     async def send_event(self, request: Request) -> Response:
+        await self.limit(request)
         event_type = self._path(request, "event_type")
         payload = await self._object_body(request, "the event payload")
         resumed = await self.client.send_event(event_type, payload)
         return JSONResponse({"resumed": resumed})
 
     async def post_hook(self, request: Request) -> Response:
+        await self.limit(request, str(request.path_params["hook_id"]))
         hook_id = self._path(request, "hook_id")
         body = await self._object_body(request, '{"decision": ..., "data": {...}}')
         try:
-            parsed = _HookBody.model_validate(body)
+            parsed = HookBody.model_validate(body)
         except ValidationError as exc:
-            raise _invalid(exc) from None
+            raise invalid(exc) from None
         key = request.headers.get("idempotency-key")
         if key is not None:
-            _check_text(key, "Idempotency-Key")
+            check_text(key, "Idempotency-Key")
         run_id = await self.client.resume_hook(
             hook_id, parsed.decision, parsed.data, idempotency_key=key
         )
@@ -422,6 +331,7 @@ class _Api:
 
     async def hook_link(self, request: Request) -> Response:
         """The page behind a link in an email: ?decision=... takes the decision."""
+        await self.limit(request, str(request.path_params["hook_id"]))
         if not self.hook_links:
             return pages.page(
                 403, "Links are disabled", "Decisions on this server are taken through its API."
@@ -432,12 +342,12 @@ class _Api:
             # Link checkers and mail scanners send HEAD: it must never take a decision.
             return pages.page(200, "Decision link", "Open this link to take the decision.")
         try:
-            _check_text(hook_id, "hook_id")
+            check_text(hook_id, "hook_id")
             data: dict[str, Any] = {}
             for key in params:
                 if key != "decision":
-                    values = [_check_text(v, key) for v in params.getlist(key)]
-                    data[_check_text(key, "query")] = values[0] if len(values) == 1 else values
+                    values = [check_text(v, key) for v in params.getlist(key)]
+                    data[check_text(key, "query")] = values[0] if len(values) == 1 else values
             decision = params.get("decision")
             if decision is None:
                 return await self._hook_choices(hook_id)
@@ -463,11 +373,11 @@ class _Api:
 
     async def list_runs(self, request: Request) -> Response:
         self.require_admin(request)
-        status = _choice(request, "status", WorkflowStatus, None)
+        status = query_choice(request, "status", WorkflowStatus, None)
         workflow = request.query_params.get("workflow") or None
         if workflow is not None:
-            _check_text(workflow, "workflow")
-        limit = _limit(request, 50, 500)
+            check_text(workflow, "workflow")
+        limit = query_limit(request, 50, 500)
         cursor = request.query_params.get("cursor")
         before = decode_cursor(cursor) if cursor else None
         records = await self.client.list_runs(
@@ -500,12 +410,12 @@ class _Api:
 
     async def list_hooks(self, request: Request) -> Response:
         self.require_admin(request)
-        status = _choice(request, "status", HookStatus, "active", any_word="all")
+        status = query_choice(request, "status", HookStatus, "active", any_word="all")
         workflow = request.query_params.get("workflow") or None
         if workflow is not None:
-            _check_text(workflow, "workflow")
+            check_text(workflow, "workflow")
         hooks = await self.client.list_hooks(
-            status=status, workflow=workflow, limit=_limit(request, 500, 1000)
+            status=status, workflow=workflow, limit=query_limit(request, 500, 1000)
         )
         return JSONResponse(
             {"hooks": [h.model_dump(mode="json") for h in hooks], "count": len(hooks)}
@@ -573,13 +483,16 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     signature_tolerance: float = 300,
     hook_links: bool = True,
+    rate_limit: RateLimitOption = DEFAULT_RATE_LIMIT,
 ) -> Starlette:
     """The HTTP API and dashboard for ``client``; mount it under any prefix.
 
     ``secret`` makes trigger calls (start, events, hook POSTs) require an
     ``X-Forgeflow-Signature`` no older than ``signature_tolerance`` seconds;
     ``admin_token`` protects everything that reads or cancels runs; bodies larger than
-    ``max_body`` bytes are refused with 413.
+    ``max_body`` bytes are refused with 413. ``rate_limit`` caps the start, event and
+    hook endpoints (429 with ``Retry-After``): a :class:`RateLimit`, a per-client rate
+    such as ``"60/min"``, or ``None`` / ``False`` for no limit.
     """
     if max_body < 1:
         raise ValueError("max_body: must be positive")
@@ -590,6 +503,7 @@ def create_app(
         max_body=max_body,
         signature_tolerance=signature_tolerance,
         hook_links=hook_links,
+        limiter=RateLimiter.from_option(rate_limit),
     )
     e = _endpoint
     routes = [

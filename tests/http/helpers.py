@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -12,7 +13,7 @@ from forgeflow.http import SIGNATURE_HEADER, sign
 
 from .server import until_status
 
-__all__ = ["SECRET", "TOKEN", "signed", "start", "waiting_hook"]
+__all__ = ["SECRET", "TOKEN", "cursor_of", "signed", "start", "waiting_hook"]
 
 SECRET = "s3cret-for-tests"
 TOKEN = "admin-token-for-tests"
@@ -43,3 +44,9 @@ def signed(body: Any, *, secret: str = SECRET, at: float | None = None) -> dict[
         "content": raw,
         "headers": {SIGNATURE_HEADER: sign(secret, raw, stamp), "Content-Type": "application/json"},
     }
+
+
+def cursor_of(value: Any, *, raw: bytes | None = None) -> str:
+    """A forged ``?cursor=``: ``value`` (or ``raw`` bytes) encoded like the API's cursors."""
+    data = raw if raw is not None else json.dumps(value).encode()
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")

@@ -55,8 +55,12 @@ class LiveServer:
         self._worker = worker
         self._clock = clock
         self._mount = mount
-        self._options = options
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Every test client comes from 127.0.0.1, so the default rate limits would count
+        # the whole suite as one client: servers run without them unless a test asks.
+        self._options = {"rate_limit": None, **options}
+        # Created as TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose protocol
+        # says TCP, and without it every response waits out the client's delayed ACK (40 ms).
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.bind(("127.0.0.1", 0))
         port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}{mount}"

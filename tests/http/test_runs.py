@@ -9,7 +9,7 @@ import pytest
 
 from forgeflow import Forgeflow, WorkflowCancelled
 
-from .helpers import start
+from .helpers import cursor_of, start
 from .server import LiveServer, until_status
 
 
@@ -207,12 +207,18 @@ async def test_an_unknown_run_is_404_everywhere(http: httpx.AsyncClient) -> None
         ({"limit": "ten"}, 422, "invalid_request"),
         ({"cursor": "not-a-cursor"}, 400, "invalid_cursor"),
         ({"cursor": "WyJ4IiwgMV0"}, 400, "invalid_cursor"),
+        # A timestamp Python parses but PostgreSQL cannot hold once moved to UTC.
+        ({"cursor": cursor_of(["0001-01-01T00:00:00+14:00", "run"])}, 400, "invalid_cursor"),
+        ({"cursor": cursor_of(["9999-12-31T23:59:59-14:00", "run"])}, 400, "invalid_cursor"),
+        # Nesting deep enough to exhaust the JSON parser's recursion (the URL stays under 64 KiB).
+        ({"cursor": cursor_of(None, raw=b"[" * 40_000)}, 400, "invalid_cursor"),
+        ({"cursor": "A" * 60_000}, 400, "invalid_cursor"),
     ],
 )
 async def test_bad_list_parameters_are_client_errors(
     http: httpx.AsyncClient, params: dict[str, str], status: int, error: str
 ) -> None:
-    """An unknown status, a bad limit or a forged cursor is a 4xx naming the problem."""
+    """An unknown status, a bad limit or a forged cursor is a 4xx naming the problem, never 5xx."""
     response = await http.get("/runs", params=params)
     assert response.status_code == status
     assert response.json()["error"] == error

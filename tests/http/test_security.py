@@ -182,3 +182,22 @@ def test_sign_is_an_hmac_of_the_timestamp_and_the_body() -> None:
 
     expected = hmac.new(b"k", b"1700000000.{}", hashlib.sha256).hexdigest()
     assert sign("k", b"{}", 1700000000) == f"t=1700000000,v1={expected}"
+
+
+@pytest.mark.parametrize("timestamp", ["9" * 400, "9" * 5000, "-" + "9" * 400, "1e9", " 17"])
+async def test_a_signature_timestamp_out_of_range_is_401_on_every_signed_post(
+    ff: Forgeflow, http: httpx.AsyncClient, timestamp: str
+) -> None:
+    """A signature whose t= no clock can hold is an invalid signature (401), never a 500."""
+    start = await http.post("/workflows/approval/start", **signed({"input": {"title": "t"}}))
+    record = await until_status(ff, start.json()["run_id"], "waiting")
+    header = {SIGNATURE_HEADER: f"t={timestamp},v1=00"}
+    for path, body in [
+        ("/workflows/double/start", {"input": 1}),
+        (f"/hooks/{record.hooks[0].hook_id}", {"decision": "approve"}),
+        ("/events/anything", {}),
+    ]:
+        response = await http.post(path, json=body, headers=header)
+        assert response.status_code == 401, (path, response.text)
+        assert response.json()["error"] == "signature_invalid"
+    assert (await ff.status(record.run_id)).hooks[0].status == "active"
