@@ -95,7 +95,7 @@ class Worker:
         *,
         concurrency: int = 10,
         queues: Sequence[str] = ("default",),
-        lease: Duration = "30s",
+        lease: Duration | None = None,
         poll_interval: Duration = "1s",
         grace: Duration = "30s",
         worker_id: str | None = None,
@@ -106,7 +106,12 @@ class Worker:
         self.concurrency = concurrency
         self.queues = list(queues)
         self.worker_id = worker_id or new_worker_id()
-        self.lease_seconds = parse_duration(lease, field="lease").total_seconds()
+        # Without lease=, a worker holds runs as long as its client's settings say.
+        self.lease_seconds = (
+            client.settings.lease_seconds
+            if lease is None
+            else parse_duration(lease, field="lease").total_seconds()
+        )
         self.poll_interval = parse_duration(poll_interval, field="poll_interval").total_seconds()
         self.grace = parse_duration(grace, field="grace").total_seconds()
         self.executor = client._executor

@@ -35,6 +35,7 @@ EXPECTED = {
     "RetryPolicy",
     "RunNotFound",
     "SerializationError",
+    "Settings",
     "StepError",
     "StepFailed",
     "StepRecord",
