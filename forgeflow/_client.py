@@ -148,7 +148,10 @@ class Forgeflow:
         self, workflow: WorkflowDefinition[Any, Any] | str, version: int | None
     ) -> WorkflowDefinition[Any, Any]:
         if isinstance(workflow, WorkflowDefinition):
-            return workflow
+            if version is None or version == workflow.version:
+                return workflow
+            # A definition with another version asked for: that version, or an error.
+            return self.registry.get_version(workflow.name, version)
         if version is None:
             return self.registry.get(workflow)
         return self.registry.get_version(workflow, version)
