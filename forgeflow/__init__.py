@@ -17,6 +17,7 @@ from ._models import (
     WorkflowRecord,
     WorkflowStatus,
 )
+from ._settings import Settings
 from ._steps import RetryPolicy, StepRunner
 from ._waits import ChildHandle, EventWait, Hook
 from ._worker import Worker
@@ -80,6 +81,7 @@ __all__ = [
     "RetryPolicy",
     "RunNotFound",
     "SerializationError",
+    "Settings",
     "StepError",
     "StepFailed",
     "StepRecord",

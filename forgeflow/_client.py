@@ -15,7 +15,7 @@ from ._clock import Clock, SystemClock
 from ._context import EngineSettings
 from ._definitions import Registry, WorkflowDefinition, default_registry
 from ._durations import Duration, parse_duration
-from ._embedded import resolve_dsn
+from ._embedded import embedded_dsn
 from ._events import Emitter, Listener
 from ._executor import Executor
 from ._models import Outcome, WorkflowRecord, WorkflowStatus
@@ -24,6 +24,7 @@ from ._records import hook_record, run_record, step_record
 from ._runloop import RunLoop
 from ._runtime import Runtime
 from ._serde import dumps
+from ._settings import Settings
 from ._store import Store
 from ._worker import WORKER_SILENCE_SECONDS, Worker
 from .errors import (
@@ -52,31 +53,42 @@ class Forgeflow:
         self,
         store: Store,
         *,
+        settings: Settings | None = None,
         registry: Registry | None = None,
         base_url: str | None = None,
         listeners: Sequence[Listener] = (),
         clock: Clock | None = None,
-        sleep_threshold: Duration = 60,
-        lease: Duration = "30s",
+        sleep_threshold: Duration | None = None,
+        lease: Duration | None = None,
     ) -> None:
         self._store = store
         self.registry = registry if registry is not None else default_registry
         self._clock: Clock = clock or SystemClock()
-        self.settings = EngineSettings(
-            sleep_threshold=parse_duration(
-                sleep_threshold, field="sleep_threshold"
-            ).total_seconds(),
-            lease_seconds=parse_duration(lease, field="lease").total_seconds(),
-            base_url=base_url or "http://localhost:8000",
+        given: dict[str, Any] = {
+            "base_url": base_url,
+            "sleep_threshold": sleep_threshold,
+            "lease": lease,
+        }
+        #: What this client and everything started from it (workers, the HTTP app) use.
+        self.settings = Settings.load(**given) if settings is None else settings.replace(**given)
+        self._engine_settings = EngineSettings(
+            sleep_threshold=self.settings.sleep_threshold.total_seconds(),
+            lease_seconds=self.settings.lease_seconds,
+            base_url=self.settings.base_url,
         )
         self._executor = Executor(
-            store, self.registry, self._clock, Emitter(listeners), self.settings
+            store, self.registry, self._clock, Emitter(listeners), self._engine_settings
         )
         self._notifications = Notifications(store)
         self._notifications.on_cancel.append(self._on_cancel)
         #: What executes runs in this process: handed to workers and the testing toolkit.
         self.runtime = Runtime(
-            store, self.registry, self._clock, self._executor, self._notifications, self.settings
+            store,
+            self.registry,
+            self._clock,
+            self._executor,
+            self._notifications,
+            self._engine_settings,
         )
 
     @classmethod
@@ -85,29 +97,40 @@ class Forgeflow:
         cls,
         dsn: str | None = None,
         *,
+        settings: Settings | None = None,
         registry: Registry | None = None,
         base_url: str | None = None,
         listeners: Sequence[Listener] = (),
         clock: Clock | None = None,
-        sleep_threshold: Duration = 60,
-        lease: Duration = "30s",
-        min_pool: int = 2,
-        max_pool: int = 20,
+        sleep_threshold: Duration | None = None,
+        lease: Duration | None = None,
+        retention: Duration | None = None,
+        min_pool: int | None = None,
+        max_pool: int | None = None,
         migrate: bool = True,
     ) -> AsyncIterator[Forgeflow]:
-        """Connect (DSN, else FORGEFLOW_DATABASE_URL, else the embedded server) and migrate."""
+        """Connect (DSN, else FORGEFLOW_DATABASE_URL, else the embedded server) and migrate.
+
+        Arguments left as None come from ``settings`` when given, else from the
+        ``FORGEFLOW_*`` environment variables, else from the defaults (see ``Settings``).
+        """
+        given: dict[str, Any] = {
+            "database_url": dsn,
+            "base_url": base_url,
+            "sleep_threshold": sleep_threshold,
+            "lease": lease,
+            "retention": retention,
+            "min_pool": min_pool,
+            "max_pool": max_pool,
+        }
+        resolved = Settings.load(**given) if settings is None else settings.replace(**given)
         store = await Store.open(
-            await resolve_dsn(dsn), min_size=min_pool, max_size=max_pool, migrate=migrate
+            resolved.database_url or await embedded_dsn(),
+            min_size=resolved.min_pool,
+            max_size=resolved.max_pool,
+            migrate=migrate,
         )
-        client = cls(
-            store,
-            registry=registry,
-            base_url=base_url,
-            listeners=listeners,
-            clock=clock,
-            sleep_threshold=sleep_threshold,
-            lease=lease,
-        )
+        client = cls(store, settings=resolved, registry=registry, listeners=listeners, clock=clock)
         try:
             yield client
         finally:
@@ -137,7 +160,10 @@ class Forgeflow:
         self, workflow: WorkflowDefinition[Any, Any] | str, version: int | None
     ) -> WorkflowDefinition[Any, Any]:
         if isinstance(workflow, WorkflowDefinition):
-            return workflow
+            if version is None or version == workflow.version:
+                return workflow
+            # A definition with another version asked for: that version, or an error.
+            return self.registry.get_version(workflow.name, version)
         if version is None:
             return self.registry.get(workflow)
         return self.registry.get_version(workflow, version)

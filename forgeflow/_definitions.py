@@ -9,7 +9,7 @@ import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -114,12 +114,13 @@ class Registry:
 
     def get_version(self, name: str, version: int) -> WorkflowDefinition[Any, Any]:
         """Exactly ``version`` of ``name`` (deprecated versions included)."""
-        try:
-            return self._by_name[name][version]
-        except KeyError:
-            raise WorkflowNotFound(
-                f"workflow {name!r} version {version} is not registered"
-            ) from None
+        versions = self._by_name.get(name, {})
+        if version in versions:
+            return versions[version]
+        known = ", ".join(str(v) for v in sorted(versions)) or "none"
+        raise WorkflowNotFound(
+            f"workflow {name!r} version {version} is not registered (registered: {known})"
+        )
 
     def find(self, name: str, version: int) -> WorkflowDefinition[Any, Any] | None:
         """``get_version`` that returns None instead of raising."""
@@ -175,6 +176,9 @@ def _type_hints(
         ) from None
 
 
+@overload
+def workflow(fn: Callable[..., Awaitable[O]], /) -> WorkflowDefinition[Any, O]: ...
+@overload
 def workflow(
     *,
     version: int = 1,
@@ -184,8 +188,31 @@ def workflow(
     queue: str = "default",
     registry: Registry | None = None,
     max_recoveries: int = 10,
-) -> Callable[[Callable[..., Awaitable[O]]], WorkflowDefinition[Any, O]]:
-    """Declare an ``async def`` as a durable workflow with a version and a timeout."""
+) -> Callable[[Callable[..., Awaitable[O]]], WorkflowDefinition[Any, O]]: ...
+
+
+def workflow(
+    fn: Callable[..., Awaitable[O]] | None = None,
+    /,
+    *,
+    version: int = 1,
+    timeout: Duration = "24h",
+    name: str | None = None,
+    deprecated: bool = False,
+    queue: str = "default",
+    registry: Registry | None = None,
+    max_recoveries: int = 10,
+) -> Any:
+    """Declare an ``async def`` as a durable workflow with a version and a timeout.
+
+    ``@workflow`` alone is ``@workflow(version=1)``; options are keyword arguments.
+    """
+    if fn is not None and not callable(fn):
+        raise TypeError(
+            f"@workflow takes its options as keywords: write @workflow(version={fn!r})"
+            if isinstance(fn, int) and not isinstance(fn, bool)
+            else f"@workflow takes its options as keywords, got {fn!r} (e.g. @workflow(version=1))"
+        )
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"version: expected a positive integer, got {version!r}")
     limit = parse_duration(timeout, field="timeout")
@@ -227,4 +254,4 @@ def workflow(
         (registry if registry is not None else default_registry).register(definition)
         return definition
 
-    return decorate
+    return decorate if fn is None else decorate(fn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-__all__ = ["Duration", "parse_duration"]
+__all__ = ["Duration", "format_duration", "parse_duration"]
 
 Duration = str | timedelta | int | float
 
@@ -38,3 +38,18 @@ def parse_duration(value: Duration, *, field: str = "duration") -> timedelta:
     if seconds < 0:
         raise ValueError(f"{field}: a duration cannot be negative ({value!r})")
     return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """Write a timedelta the way durations are given: "90s" as "1m30s", "1d" as "1d"."""
+    remaining = round(value.total_seconds() * 1000)
+    if remaining == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if remaining:
+        parts.append(f"{remaining}ms")
+    return "".join(parts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -66,7 +66,7 @@ class WorkflowTestEnv:
                 "WorkflowTestEnv needs a client whose clock is a ManualClock: "
                 "Forgeflow.connect(..., clock=ManualClock(), sleep_threshold=0)"
             )
-        if client.settings.sleep_threshold > 0:
+        if client.settings.sleep_threshold > timedelta(0):
             # A short sleep would otherwise sleep in place, in real time, on a clock
             # that does not move.
             raise ConfigurationError(

@@ -127,6 +127,10 @@ async def create_hook(
     hook_id: str | None,
 ) -> Hook:
     """Persist a pending hook with an unguessable id (or the given template) once."""
+    if on_timeout not in {o.value for o in Outcome}:
+        raise ValueError(
+            f"on_timeout: {on_timeout!r} is not one of {', '.join(o.value for o in Outcome)}"
+        )
     step = ctx._name(f"hook:{name}")
     row = ctx._steps.get(step)
     if row is not None:

@@ -25,10 +25,13 @@ from typing import Any
 import anyio
 import structlog
 
+from . import __version__
 from ._client import Forgeflow
 from ._dashboard.terminal import Timeline, brief, dump, out, table, ts, waiting_on
 from ._definitions import Registry, default_registry
+from ._durations import format_duration, parse_duration
 from ._models import HookStatus, Outcome, WorkflowRecord, WorkflowStatus
+from ._settings import Settings
 from .errors import ForgeflowError
 
 __all__ = ["main"]
@@ -45,6 +48,10 @@ class CliError(Exception):
 
 def load_app(spec: str) -> Registry:
     """Import MODULE (a dotted name or a .py file; ``:name`` picks a Registry in it)."""
+    return _load(spec)[1]
+
+
+def _load(spec: str) -> tuple[Any, Registry]:
     target, attr = spec, ""
     if ":" in spec and not Path(spec).exists():
         target, _, attr = spec.rpartition(":")
@@ -62,8 +69,31 @@ def load_app(spec: str) -> Registry:
             raise CliError(f"{spec}: {attr!r} is not a forgeflow Registry")
         registry = found
     if not len(registry):
-        raise CliError(f"{spec} registers no workflows (decorate them with @workflow)")
-    return registry
+        raise CliError(
+            _own_registry_hint(module, target)
+            or f"{spec} registers no workflows (decorate them with @workflow)"
+        )
+    return module, registry
+
+
+def _own_registry_hint(module: Any, target: str, workflow: str | None = None) -> str | None:
+    """Say how to name the module's own Registry, when it keeps its workflows there."""
+    own = [
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, Registry)
+        and value is not default_registry
+        and len(value)
+        and (workflow is None or workflow in value)
+    ]
+    if not own:
+        return None
+    where = " or ".join(f"{target}:{name}" for name in own)
+    what = f"workflow {workflow!r}" if workflow else "its workflows"
+    return (
+        f"{target} registers {what} in its own Registry, not the default one: "
+        f"point at it with {where}"
+    )
 
 
 def _import(target: str) -> Any:
@@ -90,13 +120,28 @@ def _import(target: str) -> Any:
 # -- commands -----------------------------------------------------------------------------
 
 
+def _settings(args: argparse.Namespace, **defaults: Any) -> Settings:
+    """The settings of this command: its flags, then FORGEFLOW_* variables, then defaults."""
+    defaults.setdefault("min_pool", 1)
+    defaults.setdefault("max_pool", 4)
+    return Settings.load(
+        defaults=defaults,
+        database_url=args.dsn,
+        base_url=getattr(args, "base_url", None),
+        lease=getattr(args, "lease", None),
+    )
+
+
 @contextlib.asynccontextmanager
 async def _connect(
-    args: argparse.Namespace, registry: Registry | None = None, **options: Any
+    args: argparse.Namespace,
+    registry: Registry | None = None,
+    settings: Settings | None = None,
+    *,
+    migrate: bool = True,
 ) -> AsyncIterator[Forgeflow]:
-    options.setdefault("min_pool", 1)
-    options.setdefault("max_pool", 4)
-    async with Forgeflow.connect(args.dsn, registry=registry, **options) as client:
+    chosen = settings if settings is not None else _settings(args)
+    async with Forgeflow.connect(settings=chosen, registry=registry, migrate=migrate) as client:
         yield client
 
 
@@ -113,14 +158,16 @@ def _queues(args: argparse.Namespace) -> list[str]:
 
 async def cmd_worker(args: argparse.Namespace) -> int:
     registry = load_app(args.module)
+    settings = _settings(args, max_pool=args.concurrency + 4)
     async with (
-        _connect(args, registry, max_pool=args.concurrency + 4) as ff,
+        _connect(args, registry, settings) as ff,
         ff.worker(concurrency=args.concurrency, queues=_queues(args), grace=args.grace) as worker,
     ):
         names = ", ".join(registry.names())
         out(
             f"forgeflow worker {worker.worker_id}: {names} on queues "
-            f"{', '.join(worker.queues)} (concurrency {args.concurrency}); "
+            f"{', '.join(worker.queues)} (concurrency {args.concurrency}, "
+            f"lease {worker.lease_seconds:g}s, hook links on {settings.base_url}); "
             "SIGTERM or Ctrl-C stops it gracefully",
             sys.stderr,
         )
@@ -156,7 +203,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     sock = _listen(args.host, args.port)
     port = sock.getsockname()[1]
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-    base_url = args.base_url or os.environ.get("FORGEFLOW_BASE_URL") or f"http://{shown}:{port}"
+    settings = _settings(args, base_url=f"http://{shown}:{port}", max_pool=args.concurrency + 10)
+    base_url = settings.base_url
 
     class Server(uvicorn.Server):
         # Signals are ours: the worker must stop after the server, gracefully.
@@ -167,12 +215,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         def install_signal_handlers(self) -> None:  # the name in uvicorn before 0.30
             pass
 
-    async with _connect(args, registry, base_url=base_url, max_pool=args.concurrency + 10) as ff:
-        app = create_app(
-            ff,
-            secret=os.environ.get("FORGEFLOW_SECRET"),
-            admin_token=os.environ.get("FORGEFLOW_ADMIN_TOKEN"),
-        )
+    async with _connect(args, registry, settings) as ff:
+        app = create_app(ff, secret=settings.secret, admin_token=settings.admin_token)
         config = uvicorn.Config(
             app,
             lifespan="off",
@@ -209,10 +253,12 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def cmd_start(args: argparse.Namespace) -> int:
-    registry = load_app(args.app) if args.app else default_registry
+    module, registry = _load(args.app) if args.app else (None, default_registry)
     if args.name not in registry:
+        hint = None if module is None else _own_registry_hint(module, args.app, args.name)
         raise CliError(
-            f"workflow {args.name!r} is not registered here: pass --app MODULE "
+            hint
+            or f"workflow {args.name!r} is not registered here: pass --app MODULE "
             "(the module that defines it) or set FORGEFLOW_APP"
         )
     async with _connect(args, registry) as ff:
@@ -334,6 +380,37 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_workflows(args: argparse.Namespace) -> int:
+    registry = load_app(args.module)
+    definitions = sorted(registry.definitions(), key=lambda d: (d.name, d.version))
+    if args.json:
+        dump(
+            [
+                {
+                    "name": d.name,
+                    "version": d.version,
+                    "queue": d.queue,
+                    "timeout_seconds": d.timeout.total_seconds(),
+                    "deprecated": d.deprecated,
+                }
+                for d in definitions
+            ]
+        )
+        return EXIT_OK
+    rows = [
+        [
+            d.name,
+            str(d.version),
+            d.queue,
+            format_duration(d.timeout),
+            "yes" if d.deprecated else "no",
+        ]
+        for d in definitions
+    ]
+    table(["WORKFLOW", "VERSION", "QUEUE", "TIMEOUT", "DEPRECATED"], rows)
+    return EXIT_OK
+
+
 # -- parsing ------------------------------------------------------------------------------
 
 
@@ -361,6 +438,29 @@ def _positive(text: str) -> int:
     return value
 
 
+def _grace(text: str) -> str:
+    try:
+        parse_duration(text, field="grace")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("grace: ")) from None
+    return text
+
+
+def _lease(text: str) -> str:
+    try:
+        Settings(lease=parse_duration(text, field="lease"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("lease: ")) from None
+    return text
+
+
+def _base_url(text: str) -> str:
+    try:
+        return Settings.load(environ={}, base_url=text).base_url
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("base_url: ")) from None
+
+
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     # On subcommands the defaults are suppressed so `forgeflow --dsn X status RUN` and
     # `forgeflow status RUN --dsn X` both work.
@@ -381,7 +481,7 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
-def _worker_options(parser: argparse.ArgumentParser) -> None:
+def _worker_options(parser: argparse.ArgumentParser, *, serving: bool = False) -> None:
     parser.add_argument(
         "--concurrency",
         type=_positive,
@@ -396,7 +496,25 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
         help="queue to take runs from; repeat for several (default: default)",
     )
     parser.add_argument(
-        "--grace", default="30s", help="how long running steps may finish on shutdown (default 30s)"
+        "--grace",
+        type=_grace,
+        default="30s",
+        metavar="DURATION",
+        help="how long running steps may finish on shutdown (default 30s)",
+    )
+    parser.add_argument(
+        "--lease",
+        type=_lease,
+        metavar="DURATION",
+        help="how long a claimed run stays with this worker without a heartbeat "
+        "(default: $FORGEFLOW_LEASE, else 30s)",
+    )
+    parser.add_argument(
+        "--base-url",
+        type=_base_url,
+        metavar="URL",
+        help="public URL of the HTTP app, used in hook links (default: $FORGEFLOW_BASE_URL, "
+        + ("else http://HOST:PORT)" if serving else "else http://localhost:8000)"),
     )
 
 
@@ -404,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``forgeflow`` command."""
     parser = argparse.ArgumentParser(prog="forgeflow", description="Durable sagas on PostgreSQL.")
     _common(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"forgeflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -420,14 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("module", metavar="MODULE", help="dotted module or path to a .py file")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument(
-        "--base-url",
-        metavar="URL",
-        help="public URL of the app, used in hook links (default: from host/port)",
-    )
     p.add_argument("--no-worker", action="store_true", help="serve only; run workers elsewhere")
-    _worker_options(p)
+    _worker_options(p, serving=True)
     p.set_defaults(handler=cmd_serve)
+
+    p = command("workflows", "list the workflows MODULE registers, with their versions")
+    p.add_argument("module", metavar="MODULE", help="dotted module or path to a .py file")
+    p.set_defaults(handler=cmd_workflows)
 
     p = command("start", "start a run of workflow NAME; prints its id")
     p.add_argument("name", metavar="NAME")

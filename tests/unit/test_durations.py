@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forgeflow import parse_duration
+from forgeflow._durations import format_duration
 
 
 @pytest.mark.parametrize(
@@ -78,3 +79,17 @@ def test_combined_units_add_up(days: int, hours: int, minutes: int, seconds: int
     text = f"{days}d{hours}h{minutes}m{seconds}s{ms}ms"
     expected = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds, milliseconds=ms)
     assert abs(parse_duration(text) - expected) < timedelta(microseconds=2)
+
+
+@given(st.integers(min_value=0, max_value=10**10))
+def test_a_formatted_duration_parses_back_to_itself(ms: int) -> None:
+    """format_duration writes durations in the syntax parse_duration reads, to the ms."""
+    value = timedelta(milliseconds=ms)
+    assert parse_duration(format_duration(value)) == value
+
+
+def test_durations_are_formatted_in_their_largest_units() -> None:
+    """90 s reads "1m30s", a day "1d", nothing "0s"."""
+    assert format_duration(timedelta(seconds=90)) == "1m30s"
+    assert format_duration(timedelta(days=1)) == "1d"
+    assert format_duration(timedelta(0)) == "0s"

@@ -37,6 +37,7 @@ EXPECTED = {
     "RunNotFound",
     "RecoveryLimitExceeded",
     "SerializationError",
+    "Settings",
     "StepError",
     "StepFailed",
     "StepRecord",
