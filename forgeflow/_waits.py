@@ -25,6 +25,20 @@ T = TypeVar("T")
 _CHILD_NAMESPACE = uuid.UUID("5f0b6a43-2c1e-4d55-9a57-0e4f0c6d2b71")
 
 
+def warn_past_deadline(ctx: WorkflowContext, step: str, until: datetime | None) -> None:
+    """Log ``wait_exceeds_deadline`` if a new wait would end after the run's deadline."""
+    # The deadline wins: such a run is rolled back at its deadline, never reaching the
+    # wait's own timeout (a hook's on_timeout, an event's timeout, a sleep's wake time).
+    deadline = ctx.started_at + ctx._definition.timeout
+    if until is not None and until > deadline:
+        ctx.log.warning(
+            "wait_exceeds_deadline",
+            step=step,
+            expires_at=until.isoformat(),
+            deadline=deadline.isoformat(),
+        )
+
+
 # -- sleeping -------------------------------------------------------------------------
 
 
@@ -50,6 +64,7 @@ async def _sleep_to(ctx: WorkflowContext, base: str, wake: Callable[[datetime], 
         ctx._before_new_work(name)
         now = ctx._clock.now()
         wake_at = wake(now)
+        warn_past_deadline(ctx, name, wake_at)
         # The wake time is the checkpoint: a replay waits for what is left, never anew.
         await ctx._checkpoint(
             name, "sleep", "completed", dumps(wake_at), "datetime", None, 1, now, wake_at
@@ -138,6 +153,8 @@ async def create_hook(
     fallback = Outcome(on_timeout).value
     seconds = None if timeout is None else parse_duration(timeout, field="timeout").total_seconds()
     ctx._before_new_work(step)
+    if seconds is not None:
+        warn_past_deadline(ctx, step, ctx._clock.now() + timedelta(seconds=seconds))
     if hook_id is None:
         new_id = f"webhook_{ctx.run_id}_{name}_{secrets.token_urlsafe(24)}"
     else:
@@ -243,6 +260,7 @@ async def expect_event(
         ctx._before_new_work(step)
         now = ctx._clock.now()
         expires = None if timeout is None else now + parse_duration(timeout, field="timeout")
+        warn_past_deadline(ctx, step, expires)
         ok = await ctx._store.insert_event_wait(
             ctx.run_id, ctx._worker, step, event_type, dumps(dict(match or {})), now, expires
         )
