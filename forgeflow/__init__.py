@@ -24,6 +24,7 @@ from ._worker import Worker
 from .errors import (
     ChildWorkflowFailed,
     ConfigurationError,
+    ContextClosed,
     DatabaseError,
     DuplicateWorkflowError,
     EventTimeout,
@@ -55,6 +56,7 @@ __all__ = [
     "ChildWorkflowFailed",
     "Clock",
     "ConfigurationError",
+    "ContextClosed",
     "DatabaseError",
     "Decision",
     "DuplicateWorkflowError",

@@ -211,23 +211,31 @@ class Forgeflow:
         row = await self._store.get_run(run_id)
         if row is None:
             raise RunNotFound(f"no run with id {run_id!r}")
-        steps = [step_record(s) for s in await self._store.get_run_steps(run_id)]
+        now = self._clock.now()
+        steps = [step_record(s, now) for s in await self._store.get_run_steps(run_id)]
         hooks = [
-            hook_record(h, self.settings.base_url, self._clock.now())
+            hook_record(h, self.settings.base_url, now)
             for h in await self._store.get_run_hooks(run_id)
         ]
         record = run_record(row, steps, hooks)
-        if record.worker is None and record.status in _CLAIMABLE and record.wait is None:
-            # Say why nothing picks the run up when no live worker can execute it.
-            key = f"{record.workflow}:{record.version}"
-            seen = await self._store.live_workers_for(key, record.queue, WORKER_SILENCE_SECONDS)
-            if not seen:
+        await self._explain_unclaimed([record])
+        return record
+
+    async def _explain_unclaimed(self, records: list[WorkflowRecord]) -> None:
+        # Say why nothing picks a run up when no live worker can execute it.
+        seen: dict[tuple[str, str], bool] = {}
+        for record in records:
+            if record.worker is not None or record.status not in _CLAIMABLE or record.wait:
+                continue
+            key = (f"{record.workflow}:{record.version}", record.queue)
+            if key not in seen:
+                seen[key] = bool(await self._store.live_workers_for(*key, WORKER_SILENCE_SECONDS))
+            if not seen[key]:
                 record.wait = {
                     "kind": "no_worker",
                     "detail": f"no live worker executes {record.workflow} v{record.version} "
                     f"on queue {record.queue!r}",
                 }
-        return record
 
     async def list_runs(
         self,
@@ -239,7 +247,9 @@ class Forgeflow:
         """Runs, newest first (without steps)."""
         wanted = None if status is None else WorkflowStatus(status).value
         rows = await self._store.list_runs(wanted, workflow, before, max(1, min(limit, 1000)))
-        return [run_record(r, [], []) for r in rows]
+        records = [run_record(r, [], []) for r in rows]
+        await self._explain_unclaimed(records)
+        return records
 
     async def result(self, run_id: str, timeout: Duration | None = None) -> Any:
         """Wait for the run to end; its output, or WorkflowFailed / WorkflowCancelled."""
@@ -267,6 +277,7 @@ class Forgeflow:
             status=record.status.value,
             reason=record.end_reason,
             error=error,
+            error_type=error.get("error_type") or error.get("type"),
         )
 
     async def watch(self, run_id: str, *, steps: bool = True) -> AsyncIterator[WorkflowRecord]:

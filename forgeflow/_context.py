@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import random as _random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast, overload
 
 import anyio
 import asyncpg
@@ -20,6 +22,7 @@ from ._lease import Lease
 from ._serde import decode_result, dumps, encode_result, error_info
 from ._signals import CancelSignal, EngineFault, LeaseLost, ReleaseSignal, SuspendSignal
 from ._steps import StepRunner, invoke
+from .errors import ContextClosed
 
 if TYPE_CHECKING:
     from ._definitions import Registry, WorkflowDefinition
@@ -50,6 +53,8 @@ class EngineSettings(NamedTuple):
     sleep_threshold: float = 60.0
     lease_seconds: float = 30.0
     base_url: str = "http://localhost:8000"
+    #: Seconds a step attempt runs before a 'running' checkpoint shows it (off the hot path).
+    running_after: float = 1.0
 
 
 class _Compensation(NamedTuple):
@@ -118,6 +123,13 @@ class WorkflowContext:
         self, name: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any
     ) -> StepRunner[T]:
         """A checkpointed step calling ``fn(*args, **kwargs)``; configure it, then run it."""
+        if not callable(fn):
+            if inspect.iscoroutine(fn):
+                fn.close()  # it will never run: no "never awaited" warning on top
+            raise TypeError(
+                f"step {name!r}: expected a function and its arguments, got "
+                f"{type(fn).__name__} (write ctx.step({name!r}, f, *args), not f(*args))"
+            )
         return StepRunner(self, self._name(name), fn, args, kwargs)
 
     async def parallel(self, *runners: StepRunner[Any]) -> list[Any]:
@@ -392,6 +404,8 @@ class WorkflowContext:
 
     def _before_new_work(self, step: str | None = None) -> None:
         # Called before anything is done for the first time: replay ends here.
+        if isinstance(self._store, _ClosedStore):
+            self._store.closed()
         if self._lease.expired:
             # Past the lease as this worker knows it (paused, starved, cut off), another
             # worker may already be executing the run: start nothing, write nothing.
@@ -442,6 +456,10 @@ class WorkflowContext:
         if cancel and not self.cancel_requested:
             self.request_cancel()
 
+    def _show_running_later(self, name: str, attempt: int, started: datetime) -> RunningMarker:
+        """Engine: checkpoint ``name`` as running if its attempt outlives the threshold."""
+        return RunningMarker(self, name, attempt, started)
+
     async def _wait_until(self, when: datetime, wait: dict[str, Any]) -> None:
         remaining = (when - self._clock.now()).total_seconds()
         if remaining <= 0:
@@ -457,6 +475,12 @@ class WorkflowContext:
     async def _emit(self, name: str, **fields: Any) -> None:
         await self._emitter.emit(self.log, name, self.run_id, self.workflow_name, **fields)
 
+    def _close(self) -> None:
+        # The run's connection goes back to the pool when its execution ends: a context
+        # kept beyond that (stored, or used by a stray task) must fail as forgeflow's
+        # error, never as asyncpg's "connection released back to the pool".
+        self._store = cast("Store", _ClosedStore(self.run_id))
+
     def request_cancel(self) -> None:
         """Engine: a cancel was requested; interrupt waits and stop before new work."""
         self.cancel_requested = True
@@ -466,6 +490,71 @@ class WorkflowContext:
         """Engine: the worker is shutting down; stop at the next step boundary."""
         self._releasing = True
         self._interrupt.set()
+
+
+class _ClosedStore:
+    """Stands for the store in a context whose execution ended: any use is an error."""
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+
+    def __getattr__(self, name: str) -> Any:
+        self.closed()
+
+    def closed(self) -> None:
+        """Raise ContextClosed."""
+        raise ContextClosed(
+            f"the context of run {self._run_id} was used after its execution ended; "
+            "use ctx only inside the workflow function, while it runs"
+        )
+
+
+class RunningMarker:
+    """Writes a 'running' checkpoint for a step attempt that has run past a threshold.
+
+    A fast step must pay nothing for this: the marker is a timer (no task, no round trip)
+    cancelled when the attempt ends. Only a slow attempt gets a background write, on a
+    pooled connection because the run's own connection may be busy with the step. The
+    write goes through the lease-checked checkpoint statement, which never turns a
+    finished checkpoint back into a running one, so a marker that lands late is harmless.
+    """
+
+    __slots__ = ("_attempt", "_ctx", "_name", "_started", "_task", "_timer")
+
+    def __init__(self, ctx: WorkflowContext, name: str, attempt: int, started: datetime) -> None:
+        self._ctx, self._name, self._attempt, self._started = ctx, name, attempt, started
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(ctx._settings.running_after, self._fire)
+
+    def _fire(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        ctx = self._ctx
+        try:
+            cancel = await ctx._store.bind(ctx._store.pool).checkpoint_step(
+                ctx.run_id, ctx._worker, self._name, "step", "running", None, None, None,
+                self._attempt, self._started, None,
+            )  # fmt: skip
+        except Exception as exc:  # only a display: the step's own checkpoint decides
+            ctx.log.debug("step_running_not_shown", step=self._name, error=str(exc))
+            return
+        if cancel:
+            ctx.request_cancel()
+
+    async def stop(self) -> None:
+        """The attempt ended: drop the timer, or stop a write still in flight."""
+        self._timer.cancel()
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+
+    def abandon(self) -> None:
+        """The attempt was interrupted: stop without waiting."""
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _most_important(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -134,6 +134,7 @@ class Executor:
             return "lease_lost"
         finally:
             self.live.pop(run_id, None)
+            ctx._close()
 
     def _stop_reason(self, run: Record, definition: WorkflowDefinition[Any, Any]) -> str | None:
         # A run that must not go forward is replayed only to rebuild its compensations.
@@ -258,6 +259,8 @@ class Executor:
             step = getattr(error, "step", None)
             if step:
                 info["step"] = step
+            # A failed step's own exception type (KeyError, ...), not only StepFailed.
+            info["error_type"] = getattr(error, "error_type", None) or info["type"]
         resuming = run is not None and run["status"] == "compensating"
         if resuming and run is not None and run["error"] is not None:
             error_json = run["error"]

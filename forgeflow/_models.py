@@ -45,7 +45,8 @@ class StepStatus(StrEnum):
     """Where a step checkpoint is in its life."""
 
     PENDING = "pending"  # declared but not started (e.g. a hook not yet waited on)
-    RUNNING = "running"  # started; between retry attempts, or a wait in progress
+    RUNNING = "running"  # started (a slow attempt), between retry attempts, or a wait
+    WAITING = "waiting"  # a durable sleep whose wake time has not come yet
     COMPLETED = "completed"  # result checkpointed; never executed again
     FAILED = "failed"  # failed after all its attempts
     COMPENSATED = "compensated"  # its compensation ran after the run was rolled back
@@ -105,6 +106,7 @@ class StepRecord(BaseModel):
     completed_at: datetime | None = None
     compensated_at: datetime | None = None
     compensation_error: Any = None
+    wake_at: datetime | None = None  # a sleep: when it wakes (or woke)
 
 
 class HookRecord(BaseModel):

@@ -20,19 +20,26 @@ def hook_url(base_url: str, hook_id: str) -> str:
     return f"{base_url.rstrip('/')}/hooks/{quote(hook_id, safe='')}"
 
 
-def step_record(row: Any) -> StepRecord:
-    """A workflow_steps row as a StepRecord."""
+def step_record(row: Any, now: datetime | None = None) -> StepRecord:
+    """A workflow_steps row as a StepRecord (a sleep not yet over at ``now``: waiting)."""
+    status, completed, wake = row["status"], row["completed_at"], None
+    if row["kind"] == "sleep":
+        # A sleep's checkpoint is written when it starts, holding its wake time.
+        wake = completed
+        if now is not None and status == "completed" and completed is not None and completed > now:
+            status, completed = "waiting", None
     return StepRecord(
         name=row["name"],
         kind=row["kind"],
-        status=row["status"],
+        status=status,
         result=loads(row["result"]),
         error=loads(row["error"]),
         attempts=row["attempts"],
         started_at=row["started_at"],
-        completed_at=row["completed_at"],
+        completed_at=completed,
         compensated_at=row["compensated_at"],
         compensation_error=loads(row["compensation_error"]),
+        wake_at=wake,
     )
 
 
@@ -66,7 +73,7 @@ def run_record(row: Any, steps: list[StepRecord], hooks: list[HookRecord]) -> Wo
     """A workflow_runs row (plus steps and hooks) as a WorkflowRecord."""
     current = None
     for step in steps:
-        if step.status in ("running", "pending") or current is None or step.completed_at:
+        if step.status in ("running", "pending", "waiting") or current is None or step.completed_at:
             current = step.name
     status = row["status"]
     return WorkflowRecord(

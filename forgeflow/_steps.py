@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -69,6 +70,7 @@ class StepRunner(Generic[T]):
         "_default",
         "_fn",
         "_optional",
+        "_ran",
         "_retry",
         "_timeout",
         "args",
@@ -94,6 +96,17 @@ class StepRunner(Generic[T]):
         self._compensation: Callable[[T], Any] | None = None
         self._optional = False
         self._default: Any = None
+        self._ran = False
+
+    def __del__(self) -> None:
+        # Like a coroutine never awaited: `ctx.step(...)` without `await` or `.run()` is a
+        # step that silently never happens, so say so where the user will look.
+        if not getattr(self, "_ran", True) and not sys.is_finalizing():
+            self._ctx.log.warning(
+                "step_never_run",
+                step=self.name,
+                hint="await the step runner, or call its .run()",
+            )
 
     def timeout(self, duration: Duration) -> StepRunner[T]:
         """Fail an attempt with StepTimeout once it runs longer than ``duration``."""
@@ -131,6 +144,7 @@ class StepRunner(Generic[T]):
 
     async def run(self) -> T:
         """Execute the step, or return its checkpointed result on replay."""
+        self._ran = True
         ctx = self._ctx
         row = ctx._steps.get(self.name)
         attempts = 0
@@ -181,10 +195,12 @@ class StepRunner(Generic[T]):
             # Every attempt is new work: none starts past the lease or after a cancel.
             ctx._before_new_work(self.name)
             started = clock.now()
+            marker = ctx._show_running_later(self.name, attempt, started)
             try:
                 value: T = await invoke(self._fn, self.args, self.kwargs, self._timeout, self.name)
                 text, tag = encode_result(value, self.name)
             except Exception as exc:
+                await marker.stop()
                 policy = self._retry
                 if (
                     not isinstance(exc, SerializationError)
@@ -195,6 +211,10 @@ class StepRunner(Generic[T]):
                     await self._retry_later(exc, attempt, started, policy.delay_after(attempt))
                     continue
                 return await self._failed(exc, attempt, started)
+            except BaseException:
+                marker.abandon()
+                raise
+            await marker.stop()
             completed = clock.now()
             await ctx._checkpoint(
                 self.name, "step", "completed", text, tag, None, attempt, started, completed

@@ -5,6 +5,7 @@ default message::
 
     ForgeflowError
     ├── ConfigurationError
+    ├── ContextClosed                 a run's context used after its execution ended
     ├── DatabaseError                 a PostgreSQL error, wrapped
     ├── WorkflowNotFound
     ├── DuplicateWorkflowError
@@ -40,6 +41,7 @@ from typing import Any
 __all__ = [
     "ChildWorkflowFailed",
     "ConfigurationError",
+    "ContextClosed",
     "DatabaseError",
     "DuplicateWorkflowError",
     "EventTimeout",
@@ -117,6 +119,10 @@ class RunNotFound(ForgeflowError):
     """No run has that id."""
 
 
+class ContextClosed(ForgeflowError):
+    """This workflow context was used after the execution of its run ended."""
+
+
 class StepError(ForgeflowError):
     """A step failed."""
 
@@ -189,12 +195,15 @@ class WorkflowFailed(ForgeflowError):
         status: str = "",
         reason: str | None = None,
         error: Any = None,
+        error_type: str | None = None,
     ) -> None:
         super().__init__(message)
         self.run_id = run_id
         self.status = status
         self.reason = reason
         self.error = error
+        #: The type name of the exception that failed the run (e.g. "KeyError").
+        self.error_type = error_type
 
 
 class WorkflowCancelled(WorkflowFailed):

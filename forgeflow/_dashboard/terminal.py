@@ -57,6 +57,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 def waiting_on(record: WorkflowRecord) -> str:
     """What a waiting run waits for, in words ("" if it does not wait)."""
     wait = record.wait if isinstance(record.wait, dict) else None
+    if wait and wait.get("kind") == "no_worker" and not record.is_terminal:
+        return str(wait.get("detail") or "no live worker can take this run")
     if record.status is not WorkflowStatus.WAITING or not wait:
         return ""
     kind = wait.get("kind")
@@ -81,7 +83,9 @@ class Timeline:
 
     def __init__(self) -> None:
         self._steps: dict[str, tuple[str, bool]] = {}
+        self._hooks: set[str] = set()
         self._status: tuple[str, str] | None = None
+        self._lines: list[tuple[datetime, str]] = []
 
     def header(self, record: WorkflowRecord) -> None:
         """The run's identity, status and times."""
@@ -114,13 +118,16 @@ class Timeline:
         rows = []
         for step in record.steps:
             started = step.started_at or step.completed_at
+            ended = ts(step.completed_at, short=True)
+            if step.status.value == "waiting":
+                ended = f"until {ts(step.wake_at)}"
             rows.append(
                 [
                     step.name,
                     step.kind,
                     step.status.value,
                     ts(started, short=True),
-                    ts(step.completed_at, short=True),
+                    ended,
                     duration(started, step.completed_at),
                     str(step.attempts),
                 ]
@@ -146,13 +153,25 @@ class Timeline:
         if self._status is None:
             out(f"run {record.run_id} ({record.workflow} v{record.version})")
         status = (record.status.value, waiting_on(record))
-        if status != self._status and not record.is_terminal:
-            self._line(None, self._status_text(record))
         for step in record.steps:
             self._step(step)
-        if status != self._status and record.is_terminal:
-            self._line(record.completed_at, self._status_text(record))
+        for hook in record.hooks:
+            if hook.status.value in ("consumed", "expired") and hook.hook_id not in self._hooks:
+                self._hooks.add(hook.hook_id)
+                decision = hook.decision.value if hook.decision else hook.on_timeout.value
+                how = " (timed out)" if hook.status.value == "expired" else ""
+                data = f" {json.dumps(hook.data, ensure_ascii=False)}" if hook.data else ""
+                self._line(hook.resolved_at, f"hook {hook.name} decided {decision}{how}{data}")
+        if status != self._status:
+            when = record.completed_at if record.is_terminal else None
+            self._line(when, self._status_text(record))
         self._status = status
+        # What one record reveals happened at different moments: print it in time order
+        # (a status line without a time of its own is now, after everything it follows).
+        self._lines.sort(key=lambda line: line[0])
+        for when, text in self._lines:
+            out(f"{ts(when, short=True)}  {text}")
+        self._lines.clear()
 
     def _step(self, step: StepRecord) -> None:
         key = (step.status.value, step.compensated_at is not None)
@@ -165,8 +184,13 @@ class Timeline:
             extra = ""
             if step.completed_at is not None and step.kind == "step":
                 extra = f" in {duration(started, step.completed_at)}"
-            if step.attempts > 1:
+            running = step.status.value == "running" and step.kind == "step"
+            if running:
+                extra += f" (attempt {step.attempts})"
+            elif step.attempts > 1:
                 extra += f" after {step.attempts} attempts"
+            if step.status.value == "waiting" and step.wake_at is not None:
+                extra += f" until {ts(step.wake_at)}"
             when = step.completed_at or started
             self._line(when, f"{step.kind} {step.name} {step.status.value}{extra}")
         if key[1] and (previous is None or not previous[1]):
@@ -181,9 +205,12 @@ class Timeline:
         if record.end_reason:
             text += f" ({record.end_reason})"
         if record.is_terminal and record.error:
-            text += f": {record.error.get('message', '') if isinstance(record.error, dict) else ''}"
+            error = record.error if isinstance(record.error, dict) else {}
+            kind = error.get("error_type") or error.get("type")
+            text += f": {kind + ': ' if kind else ''}{error.get('message', '')}"
+        if record.status is WorkflowStatus.COMPLETED:
+            text += f", output {json.dumps(record.output, ensure_ascii=False)}"
         return text
 
-    @staticmethod
-    def _line(when: datetime | None, text: str) -> None:
-        out(f"{ts(when or datetime.now(UTC), short=True)}  {text}")
+    def _line(self, when: datetime | None, text: str) -> None:
+        self._lines.append((when or datetime.now(UTC), text))

@@ -94,24 +94,35 @@ FROM forgeflow.workflow_steps WHERE run_id = $1;
 -- name: checkpoint_step
 -- The hot path: one statement writes the checkpoint, verifies the lease and reports
 -- whether a cancel was requested meanwhile.
+-- A 'running' write without an error is a start marker (a slow attempt made visible, or
+-- record_step_start): it is not progress (execution stays as it was, for the recovery
+-- count), keeps the error of a pending retry, and only ever replaces a running row. No
+-- 'running' write replaces a completed or compensated checkpoint, so a marker that
+-- lands after the step's own checkpoint changes nothing.
 WITH run AS (
     SELECT cancel_requested, watched_until, executions FROM forgeflow.workflow_runs
     WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
     FOR KEY SHARE
 ), saved AS (
-    INSERT INTO forgeflow.workflow_steps
+    INSERT INTO forgeflow.workflow_steps AS s
         (run_id, name, kind, status, result, result_type, error, attempts, started_at,
          completed_at, input, execution)
-    SELECT $1, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10, $11, $12::jsonb, executions
+    SELECT $1, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10, $11, $12::jsonb,
+           CASE WHEN $5 = 'running' AND $8::jsonb IS NULL THEN NULL ELSE executions END
     FROM run
     ON CONFLICT (run_id, name) DO UPDATE
     SET kind = excluded.kind, status = excluded.status, result = excluded.result,
-        execution = excluded.execution,
-        input = coalesce(excluded.input, forgeflow.workflow_steps.input),
-        result_type = excluded.result_type, error = excluded.error,
+        execution = coalesce(excluded.execution, s.execution),
+        input = coalesce(excluded.input, s.input),
+        result_type = excluded.result_type,
+        error = CASE WHEN excluded.status = 'running' THEN coalesce(excluded.error, s.error)
+                     ELSE excluded.error END,
         attempts = excluded.attempts,
-        started_at = coalesce(forgeflow.workflow_steps.started_at, excluded.started_at),
+        started_at = coalesce(s.started_at, excluded.started_at),
         completed_at = excluded.completed_at
+    WHERE excluded.status <> 'running'
+       OR (s.status NOT IN ('completed', 'compensated')
+           AND (excluded.error IS NOT NULL OR s.status = 'running'))
 )
 -- Step changes are announced only while someone watches the run: no NOTIFY otherwise.
 SELECT cancel_requested,

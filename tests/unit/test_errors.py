@@ -23,6 +23,7 @@ TREE = {
     "InputValidationError": "ForgeflowError",
     "IdempotencyConflict": "ForgeflowError",
     "RunNotFound": "ForgeflowError",
+    "ContextClosed": "ForgeflowError",
     "StepError": "ForgeflowError",
     "StepFailed": "StepError",
     "StepTimeout": "StepError",

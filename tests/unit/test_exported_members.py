@@ -35,6 +35,7 @@ EXPECTED = {
     "ResultTimeout",
     "RetryPolicy",
     "RunNotFound",
+    "ContextClosed",
     "RecoveryLimitExceeded",
     "SerializationError",
     "Settings",
