@@ -144,18 +144,15 @@
     return h("span", { class: `badge ${status}`, "data-testid": testid }, status);
   }
 
+  // ISO 8601 in UTC, as the CLI and the logs print them: one reading for everyone.
   function fmtTime(iso) {
     if (!iso) return "";
-    const d = new Date(iso);
-    const pad = (n, w = 2) => String(n).padStart(w, "0");
-    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.` +
-      pad(d.getMilliseconds(), 3);
+    return new Date(iso).toISOString().slice(11, 23);
   }
 
   function fmtDateTime(iso) {
     if (!iso) return "";
-    const d = new Date(iso);
-    return `${d.toLocaleDateString()} ${fmtTime(iso)}`;
+    return new Date(iso).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
   }
 
   function fmtDuration(ms) {
@@ -175,6 +172,9 @@
 
   function describeWait(run) {
     const wait = run.wait;
+    if (wait && wait.kind === "no_worker" && !TERMINAL.has(run.status)) {
+      return wait.detail || "no live worker can take this run";
+    }
     if (!wait || run.status !== "waiting") return "";
     switch (wait.kind) {
       case "hook": return `decision on ${wait.step}`;
@@ -327,12 +327,13 @@
   function showList() {
     closeStream();
     state.runId = null;
+    // Decisions first: an approver opening the dashboard sees them without scrolling.
     show(
+      h("h2", {}, "Waiting for a decision"),
+      h("div", { id: "hooks" }),
       h("h1", {}, "Runs"),
       filtersBar(),
       h("div", { id: "runs" }, h("p", { class: "empty" }, "Loading…")),
-      h("h2", {}, "Waiting for a decision"),
-      h("div", { id: "hooks" }),
     );
     refreshList();
     openStream("runs/changes", { change: scheduleRefresh });
@@ -398,12 +399,16 @@
     for (const step of run.steps) {
       const from = waitedSince(step) || step.started_at || step.completed_at;
       const status = step.status === "compensated" ? "completed" : step.status;
-      rows.push(h("tr", { "data-step": step.name },
+      // A running step has no end yet; a waiting sleep ends at its wake time.
+      const ended = step.status === "running" ? "running…"
+        : step.status === "waiting" ? `until ${fmtDateTime(step.wake_at)}`
+          : fmtTime(step.completed_at);
+      rows.push(h("tr", { "data-step": step.name, "data-status": step.status },
         h("td", { class: "mono" }, step.name), h("td", {}, step.kind),
         h("td", {}, badge(status)),
-        h("td", {}, fmtTime(from)), h("td", {}, fmtTime(step.completed_at)),
+        h("td", {}, fmtTime(from)), h("td", { class: step.completed_at ? "" : "note" }, ended),
         h("td", {}, step.kind === "hook" ? "" : fmtDuration(between(from, step.completed_at))),
-        h("td", {}, step.attempts > 1 ? step.attempts : ""),
+        h("td", { "data-testid": "attempts" }, step.kind === "step" ? step.attempts : ""),
         h("td", { class: "bar" }, from ? bar(from, step.completed_at, status) : null)));
       if (step.error && step.status !== "completed") {
         rows.push(h("tr", {}, h("td", {}), h("td", { colspan: 7, class: "error" },

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC
 from html import escape
+from typing import Any
 
 from starlette.responses import HTMLResponse
 
@@ -60,6 +63,10 @@ def hook_error(exc: HookError) -> HTMLResponse:
     return page(exc.status_code, title, message)
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def choices(hook: HookRecord) -> HTMLResponse:
     """The hook and a link per decision (a link opened without ?decision=)."""
     if hook.status is HookStatus.CONSUMED:
@@ -68,9 +75,15 @@ def choices(hook: HookRecord) -> HTMLResponse:
         )
     if hook.is_expired:
         return page(410, "Link expired", "This request has expired.")
+    rows = [("Workflow", hook.workflow), ("Request", hook.name)]
+    # The metadata the workflow gave the hook is what is being approved: show it.
+    rows += [(str(key), _text(value)) for key, value in hook.metadata.items()]
+    if hook.expires_at is not None:
+        rows.append(("Expires", hook.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")))
     details = (
-        f"<dl><dt>Workflow</dt><dd>{escape(hook.workflow)}</dd>"
-        f"<dt>Request</dt><dd>{escape(hook.name)}</dd></dl>"
+        "<dl>"
+        + "".join(f"<dt>{escape(key)}</dt><dd>{escape(value)}</dd>" for key, value in rows)
+        + "</dl>"
     )
     links = "".join(
         f'<a class="{o.value}" href="?decision={o.value}">{o.value.capitalize()}</a>'

@@ -88,6 +88,10 @@ async def test_a_link_without_a_decision_offers_the_choices(
     assert response.status_code == 200
     for decision in ("approve", "reject", "escalate"):
         assert f'href="?decision={decision}"' in response.text
+    # What is being approved: the hook's metadata, escaped like everything else.
+    assert "<dt>title</dt><dd>&lt;script&gt;alert(1)&lt;/script&gt;</dd>" in response.text
+    assert "<script>" not in response.text
+    assert "<dt>Expires</dt>" in response.text
     assert response.headers["referrer-policy"] == "no-referrer"
     scanned = await http.head(f"/hooks/{hook.hook_id}", params={"decision": "approve"})
     assert scanned.status_code == 200  # a link checker's HEAD takes no decision
