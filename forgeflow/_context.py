@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random as _random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -108,6 +109,8 @@ class WorkflowContext:
         self.cancel_requested = False
         self._releasing = False
         self._interrupt = anyio.Event()
+        self._in_flight: dict[str, tuple[int, datetime, float]] = {}
+        self._watcher: asyncio.Task[None] | None = None
 
     # -- steps ---------------------------------------------------------------------
 
@@ -456,9 +459,45 @@ class WorkflowContext:
         if cancel and not self.cancel_requested:
             self.request_cancel()
 
-    def _show_running_later(self, name: str, attempt: int, started: datetime) -> RunningMarker:
-        """Engine: checkpoint ``name`` as running if its attempt outlives the threshold."""
-        return RunningMarker(self, name, attempt, started)
+    # A step attempt is checkpointed when it ends: that is its one round trip. To show an
+    # attempt still running, one watcher per execution (started with the first step, not
+    # one timer or task per step) looks at the attempts in flight now and then, and
+    # writes a 'running' checkpoint for any that has outlived the threshold. A fast step
+    # pays a dict insert and delete. The write goes through the lease-checked checkpoint
+    # statement on a pooled connection (the run's own may be busy with the step), and
+    # that statement never turns a finished checkpoint back into a running one, so a
+    # write landing after the step's own checkpoint changes nothing.
+
+    def _attempt_started(self, name: str, attempt: int, started: datetime) -> None:
+        self._in_flight[name] = (attempt, started, time.monotonic())
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._show_running())
+
+    def _attempt_ended(self, name: str) -> None:
+        self._in_flight.pop(name, None)
+
+    async def _show_running(self) -> None:
+        threshold = self._settings.running_after
+        shown: set[tuple[str, int]] = set()
+        while True:
+            await asyncio.sleep(threshold / 2)
+            now = time.monotonic()
+            for name, (attempt, started, since) in list(self._in_flight.items()):
+                if now - since >= threshold and (name, attempt) not in shown:
+                    shown.add((name, attempt))
+                    await self._write_running(name, attempt, started)
+
+    async def _write_running(self, name: str, attempt: int, started: datetime) -> None:
+        try:
+            cancel = await self._store.bind(self._store.pool).checkpoint_step(
+                self.run_id, self._worker, name, "step", "running", None, None, None,
+                attempt, started, None,
+            )  # fmt: skip
+        except Exception as exc:  # only a display: the step's own checkpoint decides
+            self.log.debug("step_running_not_shown", step=name, error=str(exc))
+            return
+        if cancel:
+            self.request_cancel()
 
     async def _wait_until(self, when: datetime, wait: dict[str, Any]) -> None:
         remaining = (when - self._clock.now()).total_seconds()
@@ -480,6 +519,8 @@ class WorkflowContext:
         # kept beyond that (stored, or used by a stray task) must fail as forgeflow's
         # error, never as asyncpg's "connection released back to the pool".
         self._store = cast("Store", _ClosedStore(self.run_id))
+        if self._watcher is not None:
+            self._watcher.cancel()
 
     def request_cancel(self) -> None:
         """Engine: a cancel was requested; interrupt waits and stop before new work."""
@@ -507,54 +548,6 @@ class _ClosedStore:
             f"the context of run {self._run_id} was used after its execution ended; "
             "use ctx only inside the workflow function, while it runs"
         )
-
-
-class RunningMarker:
-    """Writes a 'running' checkpoint for a step attempt that has run past a threshold.
-
-    A fast step must pay nothing for this: the marker is a timer (no task, no round trip)
-    cancelled when the attempt ends. Only a slow attempt gets a background write, on a
-    pooled connection because the run's own connection may be busy with the step. The
-    write goes through the lease-checked checkpoint statement, which never turns a
-    finished checkpoint back into a running one, so a marker that lands late is harmless.
-    """
-
-    __slots__ = ("_attempt", "_ctx", "_name", "_started", "_task", "_timer")
-
-    def __init__(self, ctx: WorkflowContext, name: str, attempt: int, started: datetime) -> None:
-        self._ctx, self._name, self._attempt, self._started = ctx, name, attempt, started
-        self._task: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(ctx._settings.running_after, self._fire)
-
-    def _fire(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._write())
-
-    async def _write(self) -> None:
-        ctx = self._ctx
-        try:
-            cancel = await ctx._store.bind(ctx._store.pool).checkpoint_step(
-                ctx.run_id, ctx._worker, self._name, "step", "running", None, None, None,
-                self._attempt, self._started, None,
-            )  # fmt: skip
-        except Exception as exc:  # only a display: the step's own checkpoint decides
-            ctx.log.debug("step_running_not_shown", step=self._name, error=str(exc))
-            return
-        if cancel:
-            ctx.request_cancel()
-
-    async def stop(self) -> None:
-        """The attempt ended: drop the timer, or stop a write still in flight."""
-        self._timer.cancel()
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task})
-
-    def abandon(self) -> None:
-        """The attempt was interrupted: stop without waiting."""
-        self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
 
 
 def _most_important(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -195,12 +195,12 @@ class StepRunner(Generic[T]):
             # Every attempt is new work: none starts past the lease or after a cancel.
             ctx._before_new_work(self.name)
             started = clock.now()
-            marker = ctx._show_running_later(self.name, attempt, started)
+            ctx._attempt_started(self.name, attempt, started)
             try:
                 value: T = await invoke(self._fn, self.args, self.kwargs, self._timeout, self.name)
                 text, tag = encode_result(value, self.name)
             except Exception as exc:
-                await marker.stop()
+                ctx._attempt_ended(self.name)
                 policy = self._retry
                 if (
                     not isinstance(exc, SerializationError)
@@ -212,9 +212,9 @@ class StepRunner(Generic[T]):
                     continue
                 return await self._failed(exc, attempt, started)
             except BaseException:
-                marker.abandon()
+                ctx._attempt_ended(self.name)
                 raise
-            await marker.stop()
+            ctx._attempt_ended(self.name)
             completed = clock.now()
             await ctx._checkpoint(
                 self.name, "step", "completed", text, tag, None, attempt, started, completed

@@ -68,8 +68,8 @@ async def until_step(ff: Forgeflow, run_id: str, name: str, status: StepStatus) 
 async def test_screenshots_of_a_running_step_and_a_waiting_hook(
     ff: Forgeflow,
     server: LiveServer,
-    page: Any,
-    rendering: threading.Event,  # noqa: F811
+    page: Any,  # noqa: F811  (the fixture imported above)
+    rendering: threading.Event,
 ) -> None:
     """The run page shows the running step and its attempt; the list leads with decisions."""
     from playwright.async_api import expect

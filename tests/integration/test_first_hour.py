@@ -20,6 +20,7 @@ from forgeflow import (
     WorkflowStatus,
     workflow,
 )
+from forgeflow._store import Store
 from forgeflow.testing import WorkflowTestEnv
 
 
@@ -269,3 +270,28 @@ async def test_a_context_used_after_its_run_ended_raises_a_forgeflow_error(
         ctx.db()
     with pytest.raises(ContextClosed):
         await ctx.sleep(1)
+
+
+async def test_fast_steps_write_one_checkpoint_each_and_nothing_else(
+    ff: Forgeflow, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Showing slow steps as running adds no statement to steps that finish in time."""
+    calls: list[str] = []
+    original = Store.checkpoint_step
+
+    async def counted(self: Store, *args: Any, **kwargs: Any) -> bool | None:
+        calls.append(args[4])
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "checkpoint_step", counted)
+
+    @workflow(version=1, registry=registry)
+    async def quick(ctx: WorkflowContext) -> int:
+        return sum([await ctx.step("s", prepare_number, i).run() for i in range(20)])
+
+    assert await ff.run(quick) == sum(range(20))
+    assert calls == ["completed"] * 20
+
+
+def prepare_number(i: int) -> int:
+    return i
