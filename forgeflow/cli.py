@@ -615,6 +615,14 @@ def _configure_logging(args: argparse.Namespace) -> None:
     long_running = args.command in ("worker", "serve")
     level = logging.INFO if args.verbose or long_running else logging.WARNING
     structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.StackInfoRenderer(),
+            structlog.dev.set_exc_info,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+            # Colours only for a person at a terminal, never in a pipe or a log file.
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )

@@ -45,7 +45,7 @@ async def test_a_started_run_is_executed_by_the_worker_and_watched_to_the_end(
     watched = await forgeflow("status", run_id, "--watch", "--dsn", dsn)
     assert watched.code == 0, watched.err
     assert "step greet completed" in watched.out
-    assert watched.out.rstrip().endswith("completed")
+    assert watched.out.rstrip().endswith('completed, output "hello ann"')
     shown = await forgeflow("status", run_id, "--dsn", dsn)
     assert re.search(r"^status\s+completed$", shown.out, re.M)
     assert re.search(r"^greet\s+step\s+completed\s", shown.out, re.M)
