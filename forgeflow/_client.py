@@ -43,6 +43,7 @@ __all__ = ["Forgeflow"]
 _CLAIMABLE = (WorkflowStatus.CREATED, WorkflowStatus.RUNNING)
 
 O = TypeVar("O")  # noqa: E741
+I = TypeVar("I")  # noqa: E741
 log = structlog.get_logger("forgeflow.client")
 
 
@@ -170,6 +171,37 @@ class Forgeflow:
 
     # -- starting and inspecting -------------------------------------------------------
 
+    # Typed overloads: a definition's input type checks what is passed with it.
+    @overload
+    async def start(
+        self,
+        workflow: WorkflowDefinition[None, Any],
+        input: None = None,
+        *,
+        idempotency_key: str | None = None,
+        version: int | None = None,
+        queue: str | None = None,
+    ) -> str: ...
+    @overload
+    async def start(
+        self,
+        workflow: WorkflowDefinition[I, Any],
+        input: I,
+        *,
+        idempotency_key: str | None = None,
+        version: int | None = None,
+        queue: str | None = None,
+    ) -> str: ...
+    @overload
+    async def start(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        version: int | None = None,
+        queue: str | None = None,
+    ) -> str: ...
     async def start(
         self,
         workflow: WorkflowDefinition[Any, Any] | str,
@@ -251,8 +283,23 @@ class Forgeflow:
         await self._explain_unclaimed(records)
         return records
 
-    async def result(self, run_id: str, timeout: Duration | None = None) -> Any:
-        """Wait for the run to end; its output, or WorkflowFailed / WorkflowCancelled."""
+    @overload
+    async def result(
+        self, run_id: str, workflow: WorkflowDefinition[Any, O], *, timeout: Duration | None = None
+    ) -> O: ...
+    @overload
+    async def result(self, run_id: str, timeout: Duration | None = None) -> Any: ...
+    # The second positional parameter is the workflow or (as before) the timeout; mypy
+    # cannot see that the implementation takes both by position and by keyword.
+    async def result(  # type: ignore[misc]
+        self, run_id: str, workflow: Any = None, timeout: Any = None
+    ) -> Any:
+        """Wait for the run to end; its output, or WorkflowFailed / WorkflowCancelled.
+
+        Given the run's workflow (``ff.result(run_id, wf)``), the output is typed as its own.
+        """
+        if workflow is not None and not isinstance(workflow, WorkflowDefinition):
+            timeout = workflow  # ff.result(run_id, "30s"): the timeout, given positionally
         limit = None if timeout is None else parse_duration(timeout).total_seconds()
         with anyio.move_on_after(limit) as scope:
             async for record in self.watch(run_id, steps=False):
@@ -382,8 +429,10 @@ class Forgeflow:
 
     @overload
     async def run(
-        self, workflow: WorkflowDefinition[Any, O], input: Any = None, **kw: Any
+        self, workflow: WorkflowDefinition[None, O], input: None = None, **kw: Any
     ) -> O: ...
+    @overload
+    async def run(self, workflow: WorkflowDefinition[I, O], input: I, **kw: Any) -> O: ...
     @overload
     async def run(self, workflow: str, input: Any = None, **kw: Any) -> Any: ...
 

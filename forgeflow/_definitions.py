@@ -9,7 +9,7 @@ import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -176,6 +176,28 @@ def _type_hints(
         ) from None
 
 
+class _Decorator(Protocol):
+    """What ``@workflow(...)`` returns: it keeps the workflow's input and output types."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[[WorkflowContext], Awaitable[O]], /
+    ) -> WorkflowDefinition[None, O]: ...
+    @overload
+    def __call__(
+        self, fn: Callable[[WorkflowContext, I], Awaitable[O]], /
+    ) -> WorkflowDefinition[I, O]: ...
+    @overload
+    def __call__(self, fn: Callable[..., Awaitable[O]], /) -> WorkflowDefinition[Any, O]: ...
+
+
+# The input type is taken from the function's second parameter, so that type checkers
+# check what ``ff.start(wf, input)`` is given; a function that matches neither shape
+# (a context annotated otherwise) keeps an unchecked input.
+@overload
+def workflow(fn: Callable[[WorkflowContext], Awaitable[O]], /) -> WorkflowDefinition[None, O]: ...
+@overload
+def workflow(fn: Callable[[WorkflowContext, I], Awaitable[O]], /) -> WorkflowDefinition[I, O]: ...
 @overload
 def workflow(fn: Callable[..., Awaitable[O]], /) -> WorkflowDefinition[Any, O]: ...
 @overload
@@ -188,7 +210,7 @@ def workflow(
     queue: str = "default",
     registry: Registry | None = None,
     max_recoveries: int = 10,
-) -> Callable[[Callable[..., Awaitable[O]]], WorkflowDefinition[Any, O]]: ...
+) -> _Decorator: ...
 
 
 def workflow(

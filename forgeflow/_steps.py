@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
 import anyio.to_thread
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["RetryPolicy", "StepRunner", "invoke"]
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,11 @@ class StepRunner(Generic[T]):
         self._compensation = fn
         return self
 
-    def optional(self, default: Any = None) -> StepRunner[T]:
+    @overload
+    def optional(self) -> StepRunner[T | None]: ...
+    @overload
+    def optional(self, default: D) -> StepRunner[T | D]: ...
+    def optional(self, default: Any = None) -> StepRunner[Any]:
         """On failure, record it and return ``default`` instead of failing the run."""
         self._optional = True
         self._default = default
