@@ -17,6 +17,8 @@ from ._models import (
     WorkflowRecord,
     WorkflowStatus,
 )
+from ._queues import Queue, QueueState
+from ._start_options import Debounce
 from ._steps import RetryPolicy, StepRunner
 from ._waits import ChildHandle, EventWait, Hook
 from ._worker import Worker
@@ -53,6 +55,7 @@ __all__ = [
     "Clock",
     "ConfigurationError",
     "DatabaseError",
+    "Debounce",
     "Decision",
     "DuplicateWorkflowError",
     "EndReason",
@@ -71,6 +74,8 @@ __all__ = [
     "LifecycleEvent",
     "Outcome",
     "PollTimeout",
+    "Queue",
+    "QueueState",
     "Registry",
     "ResultTimeout",
     "RetryPolicy",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from ._durations import Duration, parse_duration
+from ._queues import Queue
 from .errors import DuplicateWorkflowError, InputValidationError, WorkflowNotFound
 
 if TYPE_CHECKING:
@@ -82,6 +83,25 @@ class Registry:
 
     def __init__(self) -> None:
         self._by_name: dict[str, dict[int, WorkflowDefinition[Any, Any]]] = {}
+        self._queues: dict[str, Queue] = {}
+
+    def add_queue(self, queue: Queue) -> Queue:
+        """Declare a queue's limits here (workers serving it write them to the database)."""
+        known = self._queues.get(queue.name)
+        if known is not None and known != queue:
+            raise ValueError(
+                f"queue: {queue.name!r} is already declared with other limits ({known!r})"
+            )
+        self._queues[queue.name] = queue
+        return queue
+
+    def queues(self) -> list[Queue]:
+        """The queues declared in this registry."""
+        return list(self._queues.values())
+
+    def queue_names(self) -> list[str]:
+        """Every queue the registered workflows name, declared or not, sorted."""
+        return sorted({d.queue for d in self.definitions()})
 
     def register(self, definition: WorkflowDefinition[Any, Any]) -> None:
         """Add a definition; raise DuplicateWorkflowError if (name, version) is taken."""
@@ -139,7 +159,7 @@ def workflow(
     timeout: Duration = "24h",
     name: str | None = None,
     deprecated: bool = False,
-    queue: str = "default",
+    queue: Queue | str = "default",
     registry: Registry | None = None,
 ) -> Callable[[Callable[..., Awaitable[O]]], WorkflowDefinition[Any, O]]:
     """Declare an ``async def`` as a durable workflow with a version and a timeout."""
@@ -148,6 +168,12 @@ def workflow(
     limit = parse_duration(timeout, field="timeout")
     if limit <= timedelta(0):
         raise ValueError("timeout: must be positive")
+    if not isinstance(queue, Queue | str) or not queue:
+        raise ValueError(f"queue: expected a Queue or a queue name, got {queue!r}")
+    target = registry if registry is not None else default_registry
+    if isinstance(queue, Queue):
+        target.add_queue(queue)
+    queue_name = queue.name if isinstance(queue, Queue) else queue
 
     def decorate(fn: Callable[..., Awaitable[O]]) -> WorkflowDefinition[Any, O]:
         if not inspect.iscoroutinefunction(fn):
@@ -165,14 +191,14 @@ def workflow(
             version=version,
             timeout=limit,
             deprecated=deprecated,
-            queue=queue,
+            queue=queue_name,
             input_type=input_type,
             output_type=output_type,
             takes_input=takes_input,
             input_adapter=TypeAdapter(input_type),
             output_adapter=TypeAdapter(output_type),
         )
-        (registry if registry is not None else default_registry).register(definition)
+        target.register(definition)
         return definition
 
     return decorate

@@ -29,6 +29,19 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     return None
 
 
+class _Borrowed:
+    """A connection the store is bound to, usable like ``pool.acquire()``."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def __aenter__(self) -> Any:
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
 class Store:
     """PostgreSQL access for forgeflow: a pool and one method per named statement."""
 
@@ -114,14 +127,69 @@ class Store:
         idempotency_key: str | None,
         now: datetime,
         timeout_seconds: float,
+        runnable_at: datetime | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
     ) -> tuple[str, bool]:
         """Write a new run (and NOTIFY workers); returns (run id, created)."""
         args = (run_id, workflow, version, queue, input_json, idempotency_key, now)
-        row = await self._fetchrow("insert_run", *args, timeout_seconds)
+        extra = (runnable_at or now, priority, concurrency_key)
+        row = await self._fetchrow("insert_run", *args, timeout_seconds, *extra)
         if row is not None:
             return row["id"], True
         existing = await self._fetchval("run_id_by_idempotency_key", idempotency_key)
         return existing, False
+
+    async def insert_runs(
+        self,
+        workflow: str,
+        version: int,
+        queue: str,
+        now: datetime,
+        timeout_seconds: float,
+        runs: Sequence[tuple[str, str, str | None, datetime, int, str | None]],
+    ) -> list[tuple[str, bool]]:
+        """Write a batch of runs in one statement: (id, input, idempotency key, runnable
+        at, priority, key) each; returns (run id, created) in the same order."""
+        ids, inputs, ikeys, at, priorities, keys = ([run[i] for run in runs] for i in range(6))
+        rows = await self._fetch(
+            "insert_runs",
+            ids,
+            workflow,
+            version,
+            queue,
+            inputs,
+            ikeys,
+            now,
+            timeout_seconds,
+            at,
+            priorities,
+            keys,
+        )
+        return [(r["id"], r["created"]) for r in rows]
+
+    async def debounce_run(
+        self,
+        run_id: str,
+        workflow: str,
+        version: int,
+        queue: str,
+        input_json: str,
+        debounce_key: str,
+        now: datetime,
+        timeout_seconds: float,
+        runnable_at: datetime,
+        priority: int,
+        concurrency_key: str | None,
+        latest: datetime | None,
+    ) -> tuple[str, bool]:
+        """Create the pending run of a debounce key, or update the one still pending;
+        returns (run id, created)."""
+        args = (run_id, workflow, version, queue, input_json, debounce_key, now)
+        rest = (timeout_seconds, runnable_at, priority, concurrency_key, latest)
+        row = await self._fetchrow("debounce_run", *args, *rest)
+        assert row is not None  # an upsert always returns its row
+        return row["id"], row["created"]
 
     async def claim_runs(
         self,
@@ -135,6 +203,75 @@ class Store:
         """Lease up to ``limit`` runnable runs of the given (workflow, version) keys."""
         args = (now, list(queues), [f"{n}:{v}" for n, v in keys], limit, worker, lease_seconds)
         return await self._fetch("claim_runs", *args)
+
+    async def claim_limited_runs(
+        self,
+        now: datetime,
+        queues: Sequence[str],
+        keys: Sequence[tuple[str, int]],
+        limit: int,
+        worker: str,
+        lease_seconds: float,
+    ) -> list[Record]:
+        """Lease up to ``limit`` runs of limited queues, within their limits.
+
+        Two statements in one READ COMMITTED transaction: lock the queues' rows, then
+        claim. The claim, a statement of its own, sees every claim committed by the
+        previous holder of the lock (see ``claim_limited_runs`` in queries.sql).
+        """
+        names = [f"{n}:{v}" for n, v in keys]
+        try:
+            async with self._connection() as conn, conn.transaction(isolation="read_committed"):
+                locked = [r["name"] for r in await conn.fetch(Q["lock_queues"], list(queues))]
+                if not locked:
+                    return []
+                rows: list[Record] = await conn.fetch(
+                    Q["claim_limited_runs"], now, locked, names, limit, worker, lease_seconds
+                )
+                return rows
+        except asyncpg.PostgresError as exc:
+            raise DatabaseError(f"claim_limited_runs: {exc}") from exc
+
+    def _connection(self) -> Any:
+        if isinstance(self._db, asyncpg.Pool):
+            return self._db.acquire()
+        return _Borrowed(self._db)
+
+    async def next_limited_wake(
+        self, now: datetime, queues: Sequence[str], keys: Sequence[tuple[str, int]]
+    ) -> datetime | None:
+        """When a limited queue's timer comes due or its rate window lets a start through."""
+        names = [f"{n}:{v}" for n, v in keys]
+        value: datetime | None = await self._fetchval("next_limited_wake", now, list(queues), names)
+        return value
+
+    async def declare_queue(
+        self,
+        name: str,
+        concurrency: int | None,
+        key_concurrency: int | None,
+        rate_limit: int | None,
+        rate_period: float | None,
+    ) -> None:
+        """Create or update a queue's limits."""
+        args = (name, concurrency, key_concurrency, rate_limit, rate_period)
+        await self._fetch("declare_queue", *args)
+
+    async def limited_queues(self, queues: Sequence[str]) -> list[str]:
+        """Those of ``queues`` that have a limit."""
+        return [r["name"] for r in await self._fetch("limited_queues", list(queues))]
+
+    async def queue_stats(self, now: datetime) -> list[Record]:
+        """Per queue: its limits and its executing, claimable, delayed, limited runs."""
+        return await self._fetch("queue_stats", now)
+
+    async def queue_top_keys(self, now: datetime, per_queue: int) -> list[Record]:
+        """The busiest concurrency keys of each queue."""
+        return await self._fetch("queue_top_keys", now, per_queue)
+
+    async def queue_hold(self, queue: str, key: str | None, now: datetime) -> Record | None:
+        """A limited queue's limits and their current use (None if it has none)."""
+        return await self._fetchrow("queue_hold", queue, key, now)
 
     async def claim_run(
         self, run_id: str, worker: str, lease_seconds: float, now: datetime

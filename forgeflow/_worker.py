@@ -15,6 +15,7 @@ import structlog
 
 from ._durations import Duration, parse_duration
 from ._executor import Executor
+from ._queues import QueueClaimer
 from ._store import Record
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class Worker:
         client: Forgeflow,
         *,
         concurrency: int = 10,
-        queues: Sequence[str] = ("default",),
+        queues: Sequence[str] | None = None,
         lease: Duration = "30s",
         poll_interval: Duration = "1s",
         grace: Duration = "30s",
@@ -104,7 +105,10 @@ class Worker:
             raise ValueError("concurrency: must be at least 1")
         self.client = client
         self.concurrency = concurrency
-        self.queues = list(queues)
+        # By default, the queues this worker's workflows name; `queues=` chooses instead.
+        self.queues = list(queues) if queues is not None else client.registry.queue_names()
+        self.queues = self.queues or ["default"]
+        self.claimer = QueueClaimer(client._store, self.queues)
         self.worker_id = worker_id or new_worker_id()
         self.lease_seconds = parse_duration(lease, field="lease").total_seconds()
         self.poll_interval = parse_duration(poll_interval, field="poll_interval").total_seconds()
@@ -132,6 +136,7 @@ class Worker:
         self._runs = anyio.create_task_group()
         await self._runs.__aenter__()
         await self._register()
+        await self.claimer.start(self.client.registry.queues())
         self._group.start_soon(self._claim_loop)
         self._group.start_soon(self.keeper.run)
         self._group.start_soon(self._announce)
@@ -164,7 +169,7 @@ class Worker:
             self._wakeup.set()
 
     async def _claim_loop(self) -> None:
-        store, clock = self.client._store, self.client._clock
+        clock = self.client._clock
         while not self._stopping:
             self._wakeup = anyio.Event()
             keys = [d.key for d in self.client.registry.definitions()]
@@ -172,8 +177,8 @@ class Worker:
             rows: list[Record] = []
             if free > 0 and keys:
                 try:
-                    rows = await store.claim_runs(
-                        clock.now(), self.queues, keys, free, self.worker_id, self.lease_seconds
+                    rows = await self.claimer.claim(
+                        clock.now(), keys, free, self.worker_id, self.lease_seconds
                     )
                 except Exception as exc:
                     self.log.warning("claim_failed", error=str(exc))
@@ -197,7 +202,7 @@ class Worker:
 
     async def _until_next(self, keys: list[tuple[str, int]], timeout: float) -> float:
         try:
-            nxt = await self.client._store.next_runnable_at(self.queues, keys)
+            nxt = await self.claimer.next_wake(keys, self.client._clock.now())
         except Exception:
             return timeout
         if nxt is None:
