@@ -508,6 +508,12 @@ class _Api:
             {"hooks": [h.model_dump(mode="json") for h in hooks], "count": len(hooks)}
         )
 
+    async def list_queues(self, request: Request) -> Response:
+        """Each queue's limits, executing, claimable, delayed and limited runs, top keys."""
+        self.require_admin(request)
+        states = await self.client.queues()
+        return JSONResponse({"queues": [q.as_dict() for q in states], "count": len(states)})
+
     async def run_events(self, request: Request) -> Response:
         """Server-sent events: the run at each change, until it ends."""
         self.require_admin(request, query=True)
@@ -599,6 +605,7 @@ def create_app(
         Route("/runs/{run_id}/cancel", e(api.cancel), methods=["POST"]),
         Route("/runs/{run_id}/events", e(api.run_events), methods=["GET"]),
         Route("/hooks", e(api.list_hooks), methods=["GET"]),
+        Route("/queues", e(api.list_queues), methods=["GET"]),
         Route("/hooks/{hook_id}", e(api.hook_link), methods=["GET"]),
         Route("/hooks/{hook_id}", e(api.post_hook), methods=["POST"]),
         Route("/events/{event_type}", e(api.send_event), methods=["POST"]),
