@@ -20,6 +20,8 @@ from .errors import DatabaseError
 __all__ = ["Store"]
 
 Record = asyncpg.Record
+# How many times a limited claim is sent again after losing a race for a queue's row.
+_CLAIM_RETRIES = 5
 TERMINAL = ("completed", "compensated", "failed")
 
 
@@ -27,19 +29,6 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     # Pool connections never LISTEN, hold advisory locks or change settings, so the
     # default reset (one more round trip on every release) is skipped.
     return None
-
-
-class _Borrowed:
-    """A connection the store is bound to, usable like ``pool.acquire()``."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    async def __aenter__(self) -> Any:
-        return self.conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
 
 class Store:
@@ -215,27 +204,26 @@ class Store:
     ) -> list[Record]:
         """Lease up to ``limit`` runs of limited queues, within their limits.
 
-        Two statements in one READ COMMITTED transaction: lock the queues' rows, then
-        claim. The claim, a statement of its own, sees every claim committed by the
-        previous holder of the lock (see ``claim_limited_runs`` in queries.sql).
+        One statement; when another claim on one of the queues committed after the
+        statement's snapshot, it claims nothing there and is sent again (see
+        ``claim_limited_runs`` in queries.sql), a bounded number of times.
         """
         names = [f"{n}:{v}" for n, v in keys]
-        try:
-            async with self._connection() as conn, conn.transaction(isolation="read_committed"):
-                locked = [r["name"] for r in await conn.fetch(Q["lock_queues"], list(queues))]
-                if not locked:
-                    return []
-                rows: list[Record] = await conn.fetch(
-                    Q["claim_limited_runs"], now, locked, names, limit, worker, lease_seconds
-                )
-                return rows
-        except asyncpg.PostgresError as exc:
-            raise DatabaseError(f"claim_limited_runs: {exc}") from exc
-
-    def _connection(self) -> Any:
-        if isinstance(self._db, asyncpg.Pool):
-            return self._db.acquire()
-        return _Borrowed(self._db)
+        claimed: list[Record] = []
+        for _ in range(_CLAIM_RETRIES):
+            rows = await self._fetch(
+                "claim_limited_runs",
+                now,
+                list(queues),
+                names,
+                limit - len(claimed),
+                worker,
+                lease_seconds,
+            )
+            claimed += [r for r in rows if r["id"] is not None]
+            if rows[0]["locked_queues"] == rows[0]["limited_queues"] or len(claimed) >= limit:
+                break
+        return claimed
 
     async def next_limited_wake(
         self, now: datetime, queues: Sequence[str], keys: Sequence[tuple[str, int]]

@@ -1,7 +1,8 @@
 -- Queues with flow control: per-queue limits, priorities, delayed and debounced starts.
 
--- One row per declared queue, written by the workers that serve it. A claim on a limited
--- queue locks its row first, so that two workers never count the same free slot.
+-- One row per declared queue, written by the workers that serve it. Every claim on a
+-- limited queue updates its row (claim_seq), so that two workers never count the same
+-- free slot: see claim_limited_runs in forgeflow/sql/queries.sql.
 CREATE TABLE forgeflow.queues (
     name                text PRIMARY KEY,
     -- at most this many runs of the queue holding a live lease, across all workers.
@@ -14,6 +15,8 @@ CREATE TABLE forgeflow.queues (
     limited             boolean GENERATED ALWAYS AS (
                             concurrency IS NOT NULL OR key_concurrency IS NOT NULL
                             OR rate_limit IS NOT NULL) STORED,
+    -- bumped by every limited claim: a claim whose snapshot predates the last bump retries.
+    claim_seq           bigint NOT NULL DEFAULT 0,
     updated_at          timestamptz NOT NULL DEFAULT now(),
     CHECK ((rate_limit IS NULL) = (rate_period_seconds IS NULL))
 );

@@ -547,22 +547,21 @@ WHERE (q.concurrency, q.key_concurrency, q.rate_limit, q.rate_period_seconds)
 -- name: limited_queues
 SELECT name FROM forgeflow.queues WHERE name = ANY($1::text[]) AND limited;
 
--- name: lock_queues
--- First statement of a limited claim's transaction: whoever holds these rows is the
--- only claimer of those queues until it commits. Locked in name order (no deadlock).
-SELECT name FROM forgeflow.queues
-WHERE name = ANY($1::text[]) AND limited
-ORDER BY name
-FOR NO KEY UPDATE;
-
 -- name: claim_limited_runs
--- Second statement of a limited claim's transaction, run once lock_queues holds the
--- queues' rows. It must be a statement of its own: in READ COMMITTED each statement sees
--- what was committed before it began, so this one counts the runs claimed by whoever
--- held the lock before us. Counting in the statement that takes the lock would use a
--- snapshot from before the wait and hand out the same last slot twice.
+-- One statement that serialises the claimers of each limited queue through the queue's
+-- row. Its counts (executing runs, per key, first claims in the rate window) are read
+-- with the statement's snapshot, so they are exact only if no other claim on the queue
+-- committed since that snapshot was taken. Every claim bumps the queue row's claim_seq
+-- (``locked``), which also makes concurrent claimers of the queue wait for each other;
+-- a claim that committed after our snapshot is then seen when PostgreSQL re-checks the
+-- bump on the row's newest version (READ COMMITTED re-evaluates an UPDATE's WHERE on
+-- the newest version): claim_seq no longer matches, the queue is not locked, and nothing
+-- of it is claimed. The caller retries with a new snapshot, which sees that claim.
+-- Counting in a snapshot from before the wait without this check would hand out the
+-- same last slot twice. Every row returned carries (limited, locked): fewer queues
+-- locked than limited means "retry". With nothing claimed, one row of NULLs carries them.
 WITH q AS MATERIALIZED (
-    SELECT l.name, l.key_concurrency,
+    SELECT l.name, l.key_concurrency, l.claim_seq,
            CASE WHEN l.concurrency IS NULL THEN $4 ELSE l.concurrency - (
                SELECT count(*) FROM forgeflow.workflow_runs e
                WHERE e.queue = l.name AND e.lease_owner IS NOT NULL
@@ -574,6 +573,12 @@ WITH q AS MATERIALIZED (
            END AS free_starts
     FROM forgeflow.queues l
     WHERE l.name = ANY($2::text[]) AND l.limited
+), locked AS (
+    UPDATE forgeflow.queues l
+    SET claim_seq = l.claim_seq + 1
+    FROM q
+    WHERE l.name = q.name AND l.claim_seq = q.claim_seq
+    RETURNING l.name
 ), busy AS MATERIALIZED (
     SELECT e.queue, e.concurrency_key, count(*) AS n
     FROM forgeflow.workflow_runs e JOIN q ON e.queue = q.name
@@ -603,6 +608,7 @@ WITH q AS MATERIALIZED (
         ORDER BY r.priority DESC, r.runnable_at
         LIMIT least(greatest(q.free_slots, 0), $4) * 4
     ) c
+    JOIN locked k ON k.name = q.name
     LEFT JOIN busy b ON b.queue = c.queue AND b.concurrency_key = c.concurrency_key
     WHERE q.free_slots > 0
 ), keyed AS (
@@ -622,26 +628,31 @@ WITH q AS MATERIALIZED (
     SELECT id FROM slotted WHERE slot_rank <= free_slots
     ORDER BY priority DESC, runnable_at, id
     LIMIT $4
+), claimed AS (
+    -- The lease and runnable checks are repeated here: a row changed since the
+    -- look-ahead read it (claimed by ff.run, cancelled) is re-checked on its newest
+    -- version.
+    UPDATE forgeflow.workflow_runs r
+    SET lease_owner = $5,
+        lease_expires_at = now() + make_interval(secs => $6),
+        status = CASE WHEN r.status IN ('created', 'waiting') THEN 'running' ELSE r.status END,
+        started_at = coalesce(r.started_at, $1),
+        deadline = coalesce(r.deadline, $1 + make_interval(secs => r.timeout_seconds)),
+        runnable_at = $1,
+        wake_requested = false,
+        executions = r.executions + 1,
+        updated_at = now()
+    FROM chosen c
+    WHERE r.id = c.id
+      AND r.runnable_at IS NOT NULL AND r.runnable_at <= $1
+      AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+    RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested,
+              r.end_reason, r.error, r.started_at, r.deadline, r.parent_run_id,
+              pg_notify('forgeflow_run_changed', r.id) AS notified
 )
--- The lease and runnable checks are repeated here: a row changed since the look-ahead
--- read it (claimed by ff.run, cancelled) is re-checked on its newest version.
-UPDATE forgeflow.workflow_runs r
-SET lease_owner = $5,
-    lease_expires_at = now() + make_interval(secs => $6),
-    status = CASE WHEN r.status IN ('created', 'waiting') THEN 'running' ELSE r.status END,
-    started_at = coalesce(r.started_at, $1),
-    deadline = coalesce(r.deadline, $1 + make_interval(secs => r.timeout_seconds)),
-    runnable_at = $1,
-    wake_requested = false,
-    executions = r.executions + 1,
-    updated_at = now()
-FROM chosen c
-WHERE r.id = c.id
-  AND r.runnable_at IS NOT NULL AND r.runnable_at <= $1
-  AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
-RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
-          r.error, r.started_at, r.deadline, r.parent_run_id,
-          pg_notify('forgeflow_run_changed', r.id);
+SELECT c.*, (SELECT count(*) FROM q) AS limited_queues,
+       (SELECT count(*) FROM locked) AS locked_queues
+FROM (SELECT 1) one LEFT JOIN claimed c ON true;
 
 -- name: next_limited_wake
 -- When a claimer of limited queues should look again, besides the wake-ups a freed slot

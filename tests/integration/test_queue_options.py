@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from pydantic import BaseModel
 
@@ -19,6 +21,7 @@ from forgeflow import (
     workflow,
 )
 from forgeflow.testing import ManualClock
+from tests.support.db import wait_for
 
 EMAILS = Queue("emails", concurrency=2, key_concurrency=1, rate="100/min")
 
@@ -172,3 +175,43 @@ async def test_queues_reports_limits_and_counts(ff: Forgeflow, mailer: object) -
     assert (emails.executing, emails.claimable, emails.delayed, emails.limited) == (0, 4, 0, 0)
     assert emails.top_keys[0] == {"key": "acme", "executing": 0, "claimable": 3}
     assert emails.as_dict()["name"] == "emails"
+
+
+async def test_two_claims_at_the_same_instant_cannot_both_take_the_last_slot(
+    ff: Forgeflow, mailer: object, dsn: str
+) -> None:
+    """A claim whose snapshot predates another claim's commit waits, then sees it: with
+    concurrency=1, two racing claims lease one run, not two, even when each picks a
+    different run (the second run is urgent and arrives between the two claims)."""
+    await ff._store.declare_queue("emails", 1, None, None, None)
+    await ff.start(mailer, Mail(to="a@example.com"))  # type: ignore[arg-type]
+    keys = [("send_mail", 1)]
+    first = await asyncpg.connect(dsn)
+    second = await asyncpg.connect(dsn)
+    try:
+        first_pid, second_pid = first.get_server_pid(), second.get_server_pid()
+        async with first.transaction():
+            now = datetime.now(UTC)
+            won = await ff._store.bind(first).claim_limited_runs(
+                now, ["emails"], keys, 5, "first", 30
+            )
+            assert len(won) == 1
+            await ff.start(mailer, Mail(to="b@example.com"), priority=10)  # type: ignore[arg-type]
+            later = datetime.now(UTC)
+            racing = asyncio.create_task(
+                ff._store.bind(second).claim_limited_runs(later, ["emails"], keys, 5, "second", 30)
+            )
+
+            async def second_waits_for_the_first() -> bool:
+                blockers = await ff.pool.fetchval("SELECT pg_blocking_pids($1)", second_pid)
+                return first_pid in blockers
+
+            await wait_for(second_waits_for_the_first, what="the second claim to wait")
+        assert await racing == []
+    finally:
+        await first.close()
+        await second.close()
+    leased = await ff.pool.fetchval(
+        "SELECT count(*) FROM forgeflow.workflow_runs WHERE lease_owner IS NOT NULL"
+    )
+    assert leased == 1
