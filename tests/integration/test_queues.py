@@ -60,9 +60,9 @@ async def test_queue_concurrency_holds_across_three_worker_processes(
     ff: Forgeflow, procs: WorkerProcesses, pool: asyncpg.Pool
 ) -> None:
     """With 3 workers of concurrency 20, a queue of concurrency 5 never runs more than 5."""
-    run_ids = await ff.start_many(conc_job, [Job(hold=0.03, label=str(i)) for i in range(240)])
     for _ in range(3):
         await procs.start(QUEUES, concurrency=20, lease=10)
+    run_ids = await ff.start_many(conc_job, [Job(hold=0.03, label=str(i)) for i in range(240)])
     await all_completed(ff, run_ids)
     assert await pool.fetchval("SELECT count(*) FROM public.queue_exec") == 240
     overlap = await max_overlap(pool)
@@ -75,12 +75,12 @@ async def test_key_concurrency_serialises_each_key_while_keys_run_side_by_side(
     ff: Forgeflow, procs: WorkerProcesses, pool: asyncpg.Pool
 ) -> None:
     """key_concurrency=1: runs of one key never overlap, runs of different keys do."""
+    for _ in range(3):
+        await procs.start(QUEUES, concurrency=20, lease=10)
     run_ids = []
     for i in range(200):
         key = f"customer-{i % 8}"
         run_ids.append(await ff.start(keyed_job, Job(hold=0.02, key=key), key=key))
-    for _ in range(3):
-        await procs.start(QUEUES, concurrency=20, lease=10)
     await all_completed(ff, run_ids)
     assert await max_overlap(pool, by_key=True) == 1
     assert await max_overlap(pool) > 1
@@ -90,9 +90,9 @@ async def test_rate_limit_admits_at_most_twenty_first_claims_in_any_second(
     ff: Forgeflow, procs: WorkerProcesses, pool: asyncpg.Pool
 ) -> None:
     """rate="20/s" over 200 runs: no one-second window holds more than 20 first claims."""
-    run_ids = await ff.start_many(rate_job, [Job() for _ in range(200)])
     for _ in range(3):
         await procs.start(QUEUES, concurrency=20, lease=10)
+    run_ids = await ff.start_many(rate_job, [Job() for _ in range(200)])
     await all_completed(ff, run_ids)
     # For each first claim, the claims in the second that begins with it (the sliding
     # window the limit promises, whichever instant a window starts at).
@@ -161,7 +161,11 @@ async def test_a_killed_workers_slots_come_back_when_its_leases_expire(
             lambda: _executing(pool, 3), what="the first worker to hold the queue's 3 slots"
         )
         survivor = await procs.start(QUEUES, concurrency=10, lease=10)
-        record = await ff.status(run_ids[-1])
+        waiting = await pool.fetchval(
+            "SELECT id FROM forgeflow.workflow_runs WHERE queue = 't_gated'"
+            " AND lease_owner IS NULL LIMIT 1"
+        )
+        record = await ff.status(waiting)
         assert record.wait is not None
         assert record.wait["kind"] == "queue_limit"
         assert record.wait["detail"] == "held by queue t_gated: 3/3 executing"
