@@ -73,6 +73,16 @@ def overlapping(a: tuple[str, str, float, float], b: tuple[str, str, float, floa
     return a[2] < b[3] and b[2] < a[3]
 
 
+def most_at_once(entries: list[tuple[str, str, float, float]]) -> int:
+    """The largest number of orders in progress at one instant."""
+    edges = sorted([(e[2], 1) for e in entries] + [(e[3], -1) for e in entries])
+    running = best = 0
+    for _, change in edges:  # at equal times an end (-1) sorts before a start
+        running += change
+        best = max(best, running)
+    return best
+
+
 def configure_logging() -> None:
     """Engine events (run_started, step_completed, ...) go to stderr."""
     level = os.environ.get("FORGEFLOW_LOG_LEVEL", "INFO").upper()
@@ -120,7 +130,7 @@ async def main() -> None:
             for b in timeline[i + 1 :]
             if a[0] == b[0] and overlapping(a, b)
         ]
-        across = max(sum(1 for b in timeline if overlapping(a, b)) for a in timeline)
+        across = most_at_once(timeline)
         globex = [n for c, n, _, _ in sorted(timeline, key=lambda t: t[2]) if c == "globex"]
         print(f"globex order sequence: {' '.join(globex)}")
         print(f"Overlapping orders of one customer: {len(same)}")
