@@ -17,7 +17,9 @@ from ._models import (
     WorkflowRecord,
     WorkflowStatus,
 )
+from ._queues import Queue, QueueState
 from ._settings import Settings
+from ._start_options import Debounce
 from ._steps import RetryPolicy, StepRunner
 from ._waits import ChildHandle, EventWait, Hook
 from ._worker import Worker
@@ -56,6 +58,7 @@ __all__ = [
     "Clock",
     "ConfigurationError",
     "DatabaseError",
+    "Debounce",
     "Decision",
     "DuplicateWorkflowError",
     "EndReason",
@@ -75,6 +78,8 @@ __all__ = [
     "LifecycleEvent",
     "Outcome",
     "PollTimeout",
+    "Queue",
+    "QueueState",
     "RecoveryLimitExceeded",
     "Registry",
     "ResultTimeout",

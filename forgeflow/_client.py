@@ -20,11 +20,13 @@ from ._events import Emitter, Listener
 from ._executor import Executor
 from ._models import HookRecord, Outcome, StepRecord, WorkflowRecord, WorkflowStatus
 from ._notify import Notifications
+from ._queues import QueueState, hold_reason, queue_states
 from ._records import hook_record, run_record, step_record
 from ._runloop import RunLoop
 from ._runtime import Runtime
 from ._serde import dumps
 from ._settings import Settings
+from ._start_options import Debounce, StartOptions, start_options
 from ._store import Store
 from ._worker import WORKER_SILENCE_SECONDS, Worker
 from .errors import (
@@ -178,10 +180,23 @@ class Forgeflow:
         idempotency_key: str | None = None,
         version: int | None = None,
         queue: str | None = None,
+        priority: int = 0,
+        key: str | None = None,
+        start_at: datetime | None = None,
+        delay: Duration | None = None,
+        debounce: Debounce | None = None,
     ) -> str:
-        """Write a new run (validated input; nothing written if invalid) and return its id."""
+        """Write a new run (validated input and options; nothing written if invalid)."""
         definition = self._definition(workflow, version)
+        now = self._clock.now()
+        options = start_options(
+            now, priority=priority, key=key, start_at=start_at, delay=delay, debounce=debounce
+        )
+        if debounce is not None and idempotency_key is not None:
+            raise ValueError("debounce: cannot be combined with idempotency_key")
         value = definition.validate_input(input)
+        if options.debounce is not None:
+            return await self._debounce(definition, value, queue, options, now)
         run_id, owner, created = await self._store.insert_run(
             str(uuid.uuid4()),
             definition.name,
@@ -189,8 +204,11 @@ class Forgeflow:
             queue or definition.queue,
             definition.dump_input(value),
             idempotency_key,
-            self._clock.now(),
+            now,
             definition.timeout.total_seconds(),
+            options.runnable_at,
+            options.priority,
+            options.key,
         )
         if created:
             log.info(
@@ -206,6 +224,83 @@ class Forgeflow:
             )
         return run_id
 
+    async def _debounce(
+        self,
+        definition: WorkflowDefinition[Any, Any],
+        value: Any,
+        queue: str | None,
+        options: StartOptions,
+        now: datetime,
+    ) -> str:
+        debounce = options.debounce
+        assert debounce is not None
+        longest = debounce.max_wait_delta
+        run_id, created = await self._store.debounce_run(
+            str(uuid.uuid4()),
+            definition.name,
+            definition.version,
+            queue or definition.queue,
+            definition.dump_input(value),
+            debounce.key,
+            now,
+            definition.timeout.total_seconds(),
+            now + debounce.window_delta,
+            options.priority,
+            options.key,
+            None if longest is None else now + longest,
+        )
+        log.info(
+            "run_created" if created else "run_debounced",
+            run_id=run_id,
+            workflow=definition.name,
+            debounce_key=debounce.key,
+        )
+        return run_id
+
+    async def start_many(
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        inputs: Sequence[Any],
+        *,
+        idempotency_keys: Sequence[str | None] | None = None,
+        version: int | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        key: str | None = None,
+        start_at: datetime | None = None,
+        delay: Duration | None = None,
+    ) -> list[str]:
+        """Start one run per input in one round trip; all written, or none if any is invalid."""
+        definition = self._definition(workflow, version)
+        now = self._clock.now()
+        options = start_options(now, priority=priority, key=key, start_at=start_at, delay=delay)
+        items = list(inputs)
+        ikeys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(items)
+        if len(ikeys) != len(items):
+            raise ValueError("idempotency_keys: needs one entry (or None) per input")
+        dumped = [definition.dump_input(definition.validate_input(v)) for v in items]
+        if not items:
+            return []
+        rows = [
+            (str(uuid.uuid4()), text, ik, options.runnable_at, options.priority, options.key)
+            for text, ik in zip(dumped, ikeys, strict=True)
+        ]
+        written = await self._store.insert_runs(
+            definition.name,
+            definition.version,
+            queue or definition.queue,
+            now,
+            definition.timeout.total_seconds(),
+            rows,
+        )
+        log.info(
+            "runs_created",
+            workflow=definition.name,
+            version=definition.version,
+            count=sum(created for _, created in written),
+        )
+        return [run_id for run_id, _ in written]
+
     async def status(self, run_id: str) -> WorkflowRecord:
         """The run with its steps and hooks; RunNotFound if there is none."""
         row = await self._store.get_run(run_id)
@@ -218,6 +313,8 @@ class Forgeflow:
         ]
         record = run_record(row, steps, hooks)
         if record.worker is None and record.status in _CLAIMABLE and record.wait is None:
+            record.wait = await self._queue_wait(row)
+        if record.worker is None and record.status in _CLAIMABLE and record.wait is None:
             # Say why nothing picks the run up when no live worker can execute it.
             key = f"{record.workflow}:{record.version}"
             seen = await self._store.live_workers_for(key, record.queue, WORKER_SILENCE_SECONDS)
@@ -228,6 +325,17 @@ class Forgeflow:
                     f"on queue {record.queue!r}",
                 }
         return record
+
+    async def _queue_wait(self, row: Any) -> dict[str, str] | None:
+        now = self._clock.now()
+        if row["status"] == "created" and row["runnable_at"] > now:
+            at = row["runnable_at"].isoformat()
+            return {"kind": "delayed", "until": at, "detail": f"claimable from {at}"}
+        return await hold_reason(self._store, row, now)
+
+    async def queues(self, top_keys: int = 5) -> list[QueueState]:
+        """Per queue: executing, claimable, delayed and limited runs, and its busiest keys."""
+        return await queue_states(self._store, self._clock.now(), top_keys)
 
     async def list_runs(
         self,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from pydantic import TypeAdapter, ValidationError
 
 from ._durations import Duration, parse_duration
+from ._queues import Queue
 from .errors import (
     ConfigurationError,
     DuplicateWorkflowError,
@@ -92,6 +93,25 @@ class Registry:
 
     def __init__(self) -> None:
         self._by_name: dict[str, dict[int, WorkflowDefinition[Any, Any]]] = {}
+        self._queues: dict[str, Queue] = {}
+
+    def add_queue(self, queue: Queue) -> Queue:
+        """Declare a queue's limits here (workers serving it write them to the database)."""
+        known = self._queues.get(queue.name)
+        if known is not None and known != queue:
+            raise ValueError(
+                f"queue: {queue.name!r} is already declared with other limits ({known!r})"
+            )
+        self._queues[queue.name] = queue
+        return queue
+
+    def queues(self) -> list[Queue]:
+        """The queues declared in this registry."""
+        return list(self._queues.values())
+
+    def queue_names(self) -> list[str]:
+        """Every queue the registered workflows name, declared or not, sorted."""
+        return sorted({d.queue for d in self.definitions()})
 
     def register(self, definition: WorkflowDefinition[Any, Any]) -> None:
         """Add a definition; raise DuplicateWorkflowError if (name, version) is taken."""
@@ -185,7 +205,7 @@ def workflow(
     timeout: Duration = "24h",
     name: str | None = None,
     deprecated: bool = False,
-    queue: str = "default",
+    queue: Queue | str = "default",
     registry: Registry | None = None,
     max_recoveries: int = 10,
 ) -> Callable[[Callable[..., Awaitable[O]]], WorkflowDefinition[Any, O]]: ...
@@ -199,7 +219,7 @@ def workflow(
     timeout: Duration = "24h",
     name: str | None = None,
     deprecated: bool = False,
-    queue: str = "default",
+    queue: Queue | str = "default",
     registry: Registry | None = None,
     max_recoveries: int = 10,
 ) -> Any:
@@ -224,6 +244,12 @@ def workflow(
         or max_recoveries < 1
     ):
         raise ValueError(f"max_recoveries: expected a positive integer, got {max_recoveries!r}")
+    if not isinstance(queue, Queue | str) or not queue:
+        raise ValueError(f"queue: expected a Queue or a queue name, got {queue!r}")
+    target = registry if registry is not None else default_registry
+    if isinstance(queue, Queue):
+        target.add_queue(queue)
+    queue_name = queue.name if isinstance(queue, Queue) else queue
     # The frame applying the decorator: its locals are read when the function arrives.
     caller = sys._getframe(1)
 
@@ -243,7 +269,7 @@ def workflow(
             version=version,
             timeout=limit,
             deprecated=deprecated,
-            queue=queue,
+            queue=queue_name,
             max_recoveries=max_recoveries,
             input_type=input_type,
             output_type=output_type,
@@ -251,7 +277,7 @@ def workflow(
             input_adapter=TypeAdapter(input_type),
             output_adapter=TypeAdapter(output_type),
         )
-        (registry if registry is not None else default_registry).register(definition)
+        target.register(definition)
         return definition
 
     return decorate if fn is None else decorate(fn)

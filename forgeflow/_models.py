@@ -136,6 +136,8 @@ class WorkflowRecord(BaseModel):
     version: int
     queue: str
     status: WorkflowStatus
+    priority: int = 0
+    key: str | None = None  # the concurrency key given to start
     input: Any = None
     output: Any = None
     error: Any = None

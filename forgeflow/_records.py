@@ -75,6 +75,8 @@ def run_record(row: Any, steps: list[StepRecord], hooks: list[HookRecord]) -> Wo
         version=row["version"],
         queue=row["queue"],
         status=status,
+        priority=row.get("priority", 0),
+        key=row.get("concurrency_key"),
         input=loads(row["input"]),
         output=loads(row["output"]),
         error=loads(row["error"]),

@@ -27,6 +27,8 @@ from .errors import DatabaseError
 __all__ = ["Store"]
 
 Record = asyncpg.Record
+# How many times a limited claim is sent again after losing a race for a queue's row.
+_CLAIM_RETRIES = 5
 TERMINAL = ("completed", "compensated", "failed")
 log = structlog.get_logger("forgeflow.store")
 
@@ -167,6 +169,9 @@ class Store:
         idempotency_key: str | None,
         now: datetime,
         timeout_seconds: float,
+        runnable_at: datetime | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
     ) -> tuple[str, str, bool]:
         """Write a new run (and NOTIFY workers); returns (run id, its workflow, created).
 
@@ -174,14 +179,66 @@ class Store:
         returned are those of the run holding the key.
         """
         args = (run_id, workflow, version, queue, input_json, idempotency_key, now)
+        extra = (runnable_at or now, priority, concurrency_key)
         while True:
-            row = await self._fetchrow("insert_run", *args, timeout_seconds)
+            row = await self._fetchrow("insert_run", *args, timeout_seconds, *extra)
             if row is not None:
                 return row["id"], workflow, True
             existing = await self._fetchrow("run_by_idempotency_key", idempotency_key)
             # None only if the run holding the key was deleted in between: insert again.
             if existing is not None:
                 return existing["id"], existing["workflow"], False
+
+    async def insert_runs(
+        self,
+        workflow: str,
+        version: int,
+        queue: str,
+        now: datetime,
+        timeout_seconds: float,
+        runs: Sequence[tuple[str, str, str | None, datetime, int, str | None]],
+    ) -> list[tuple[str, bool]]:
+        """Write a batch of runs in one statement: (id, input, idempotency key, runnable
+        at, priority, key) each; returns (run id, created) in the same order."""
+        ids, inputs, ikeys, at, priorities, keys = ([run[i] for run in runs] for i in range(6))
+        rows = await self._fetch(
+            "insert_runs",
+            ids,
+            workflow,
+            version,
+            queue,
+            inputs,
+            ikeys,
+            now,
+            timeout_seconds,
+            at,
+            priorities,
+            keys,
+        )
+        return [(r["id"], r["created"]) for r in rows]
+
+    async def debounce_run(
+        self,
+        run_id: str,
+        workflow: str,
+        version: int,
+        queue: str,
+        input_json: str,
+        debounce_key: str,
+        now: datetime,
+        timeout_seconds: float,
+        runnable_at: datetime,
+        priority: int,
+        concurrency_key: str | None,
+        latest: datetime | None,
+    ) -> tuple[str, bool]:
+        """Create the pending run of a debounce key, or update the one still pending;
+        returns (run id, created)."""
+        args = (run_id, workflow, version, queue, input_json, debounce_key, now)
+        rest = (timeout_seconds, runnable_at, priority, concurrency_key, latest)
+        row = await self._fetchrow("debounce_run", *args, *rest)
+        assert row is not None  # an upsert always returns its row
+        return row["id"], row["created"]
 
     async def claim_runs(
         self,
@@ -195,6 +252,74 @@ class Store:
         """Lease up to ``limit`` runnable runs of the given (workflow, version) keys."""
         args = (now, list(queues), [f"{n}:{v}" for n, v in keys], limit, worker, lease_seconds)
         return await self._fetch("claim_runs", *args)
+
+    async def claim_limited_runs(
+        self,
+        now: datetime,
+        queues: Sequence[str],
+        keys: Sequence[tuple[str, int]],
+        limit: int,
+        worker: str,
+        lease_seconds: float,
+    ) -> list[Record]:
+        """Lease up to ``limit`` runs of limited queues, within their limits.
+
+        One statement; when another claim on one of the queues committed after the
+        statement's snapshot, it claims nothing there and is sent again (see
+        ``claim_limited_runs`` in queries.sql), a bounded number of times.
+        """
+        names = [f"{n}:{v}" for n, v in keys]
+        claimed: list[Record] = []
+        for _ in range(_CLAIM_RETRIES):
+            rows = await self._fetch(
+                "claim_limited_runs",
+                now,
+                list(queues),
+                names,
+                limit - len(claimed),
+                worker,
+                lease_seconds,
+            )
+            claimed += [r for r in rows if r["id"] is not None]
+            if rows[0]["locked_queues"] == rows[0]["limited_queues"] or len(claimed) >= limit:
+                break
+        return claimed
+
+    async def next_limited_wake(
+        self, now: datetime, queues: Sequence[str], keys: Sequence[tuple[str, int]]
+    ) -> datetime | None:
+        """When a limited queue's timer comes due or its rate window lets a start through."""
+        names = [f"{n}:{v}" for n, v in keys]
+        value: datetime | None = await self._fetchval("next_limited_wake", now, list(queues), names)
+        return value
+
+    async def declare_queue(
+        self,
+        name: str,
+        concurrency: int | None,
+        key_concurrency: int | None,
+        rate_limit: int | None,
+        rate_period: float | None,
+    ) -> None:
+        """Create or update a queue's limits."""
+        args = (name, concurrency, key_concurrency, rate_limit, rate_period)
+        await self._fetch("declare_queue", *args)
+
+    async def limited_queues(self, queues: Sequence[str]) -> list[str]:
+        """Those of ``queues`` that have a limit."""
+        return [r["name"] for r in await self._fetch("limited_queues", list(queues))]
+
+    async def queue_stats(self, now: datetime) -> list[Record]:
+        """Per queue: its limits and its executing, claimable, delayed, limited runs."""
+        return await self._fetch("queue_stats", now)
+
+    async def queue_top_keys(self, now: datetime, per_queue: int) -> list[Record]:
+        """The busiest concurrency keys of each queue."""
+        return await self._fetch("queue_top_keys", now, per_queue)
+
+    async def queue_hold(self, queue: str, key: str | None, now: datetime) -> Record | None:
+        """A limited queue's limits and their current use (None if it has none)."""
+        return await self._fetchrow("queue_hold", queue, key, now)
 
     async def claim_run(
         self, run_id: str, worker: str, lease_seconds: float, now: datetime

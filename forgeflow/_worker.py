@@ -11,6 +11,7 @@ import anyio
 import structlog
 
 from ._durations import Duration, parse_duration
+from ._queues import QueueClaimer
 from ._runloop import RunLoop
 from ._runtime import Runtime
 from ._store import Record
@@ -32,7 +33,7 @@ class Worker:
         runtime: Runtime,
         *,
         concurrency: int = 10,
-        queues: Sequence[str] = ("default",),
+        queues: Sequence[str] | None = None,
         lease: Duration | None = None,
         poll_interval: Duration = "1s",
         grace: Duration = "30s",
@@ -42,7 +43,10 @@ class Worker:
             raise ValueError("concurrency: must be a positive integer")
         self.runtime = runtime
         self.concurrency = concurrency
-        self.queues = list(queues)
+        # By default, the queues this worker's workflows name; `queues=` chooses instead.
+        names = list(queues) if queues is not None else runtime.registry.queue_names()
+        self.queues = names or ["default"]
+        self.claimer = QueueClaimer(runtime.store, self.queues)
         lease_seconds = (
             runtime.settings.lease_seconds
             if lease is None
@@ -82,6 +86,7 @@ class Worker:
         notifications = self.runtime.notifications
         await notifications.start()
         await self._register()
+        await self.claimer.start(self.runtime.registry.queues())
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -133,9 +138,8 @@ class Worker:
         keys = self.runtime.workflow_keys()
         if not keys:
             return []
-        clock = self.runtime.clock
-        return await self.runtime.store.claim_runs(
-            clock.now(), self.queues, keys, limit, worker_id, lease_seconds
+        return await self.claimer.claim(
+            self.runtime.clock.now(), keys, limit, worker_id, lease_seconds
         )
 
     async def _serve(self) -> None:
@@ -162,7 +166,7 @@ class Worker:
         if not keys:
             return timeout
         try:
-            nxt = await self.runtime.store.next_runnable_at(self.queues, keys)
+            nxt = await self.claimer.next_wake(keys, self.runtime.clock.now())
         except Exception:
             return timeout
         if nxt is None:

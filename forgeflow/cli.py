@@ -152,8 +152,9 @@ async def _until_signalled() -> int:
     return 0
 
 
-def _queues(args: argparse.Namespace) -> list[str]:
-    return list(args.queue or ["default"])
+def _queues(args: argparse.Namespace) -> list[str] | None:
+    # None: the worker serves the queues its registry's workflows name.
+    return list(args.queue) if args.queue else None
 
 
 async def cmd_worker(args: argparse.Namespace) -> int:
@@ -411,6 +412,40 @@ async def cmd_workflows(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_queues(args: argparse.Namespace) -> int:
+    async with _connect(args) as ff:
+        states = await ff.queues()
+    if args.json:
+        dump({"queues": [q.as_dict() for q in states]})
+    elif not states:
+        out("no queues", sys.stderr)
+    else:
+        rows = [
+            [
+                q.name,
+                str(q.executing),
+                str(q.claimable),
+                str(q.delayed),
+                str(q.limited),
+                ", ".join(
+                    f"{name}={value}"
+                    for name, value in (
+                        ("concurrency", q.concurrency),
+                        ("key_concurrency", q.key_concurrency),
+                        ("rate", q.rate),
+                    )
+                    if value is not None
+                )
+                or "-",
+                ", ".join(f"{k['key']} ({k['executing']}+{k['claimable']})" for k in q.top_keys),
+            ]
+            for q in states
+        ]
+        headers = ["QUEUE", "EXECUTING", "CLAIMABLE", "DELAYED", "LIMITED", "LIMITS", "TOP KEYS"]
+        table(headers, rows)
+    return EXIT_OK
+
+
 # -- parsing ------------------------------------------------------------------------------
 
 
@@ -493,7 +528,7 @@ def _worker_options(parser: argparse.ArgumentParser, *, serving: bool = False) -
         "--queue",
         action="append",
         metavar="Q",
-        help="queue to take runs from; repeat for several (default: default)",
+        help="queue to take runs from; repeat for several (default: those its workflows name)",
     )
     parser.add_argument(
         "--grace",
@@ -584,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("cancel", "cancel a run: its compensations run in reverse")
     p.add_argument("run", metavar="RUN")
     p.set_defaults(handler=cmd_cancel)
+
+    p = command("queues", "show each queue's limits and executing, claimable, delayed runs")
+    p.set_defaults(handler=cmd_queues)
 
     hooks = command("hooks", "list resume hooks or give one a decision")
     hooks_sub = hooks.add_subparsers(dest="hooks_command", required=True, metavar="ACTION")

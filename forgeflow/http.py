@@ -421,6 +421,12 @@ class _Api:
             {"hooks": [h.model_dump(mode="json") for h in hooks], "count": len(hooks)}
         )
 
+    async def list_queues(self, request: Request) -> Response:
+        """Each queue's limits, executing, claimable, delayed and limited runs, top keys."""
+        self.require_admin(request)
+        states = await self.client.queues()
+        return JSONResponse({"queues": [q.as_dict() for q in states], "count": len(states)})
+
     async def run_events(self, request: Request) -> Response:
         """Server-sent events: the run at each change, until it ends."""
         self.require_admin(request, query=True)
@@ -516,6 +522,7 @@ def create_app(
         Route("/runs/{run_id}/cancel", e(api.cancel), methods=["POST"]),
         Route("/runs/{run_id}/events", e(api.run_events), methods=["GET"]),
         Route("/hooks", e(api.list_hooks), methods=["GET"]),
+        Route("/queues", e(api.list_queues), methods=["GET"]),
         # Hook ids may hold any character: hook.url escapes "/" as %2F, which servers
         # decode before routing, so the id is matched as a path (the rest of the URL).
         Route("/hooks/{hook_id:path}", e(api.hook_link), methods=["GET"]),

@@ -148,6 +148,26 @@ EXPECTED: dict[str, Expected] = {
             r"every step finished exactly once",
         ),
     ),
+    "rate_limited_api.py": Expected(
+        lines=(
+            r"Started 20 runs on queue 'partner_api' in one round trip",
+            r"queue partner_api: executing=\d+ claimable=\d+ limited=\d+ "
+            r"\(limits: concurrency=3, rate=5/1s\)",
+            r"All 20 runs completed \(software\)",
+            r"second 0: [1-5] runs started",
+            r"Busiest one-second window: [1-5] starts \(limit 5\)",
+        ),
+    ),
+    "per_customer_serial.py": Expected(
+        lines=(
+            r"Started 10 orders for 3 customers \(globex #99 with priority 10\)",
+            r"10 invoice requests for acme became 1 run\(s\)",
+            r"Invoice run: invoice of acme at revision 10",
+            r"globex order sequence: #99 #1 #2 #3",
+            r"Overlapping orders of one customer: 0",
+            r"Most orders running at once: [23] \(one per customer\)",
+        ),
+    ),
     "scheduled_wait.py": Expected(
         lines=(
             r"Demo timing: scheduling for .* 3 seconds from now",
