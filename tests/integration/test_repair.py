@@ -275,3 +275,14 @@ async def test_bulk_cancel_and_restart_report_matched_and_acted(
     assert (await ff.status(restarted.new_run_ids[0])).restarted_from == source
     with pytest.raises(ValueError, match="limit"):
         await ff.restart_many(status="failed", limit=0)
+
+
+async def test_a_retention_below_one_hour_is_refused_naming_the_field(
+    dsn: str, ff: Forgeflow
+) -> None:
+    """connect(retention=) and worker(retention=) refuse less than 1 h."""
+    with pytest.raises(ValueError, match="retention: must be at least 1h"):
+        async with Forgeflow.connect(dsn, retention="30m"):
+            pass
+    with pytest.raises(ValueError, match="retention: must be at least 1h"):
+        ff.worker(retention="10m")
