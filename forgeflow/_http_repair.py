@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ._client import Forgeflow
+from ._durations import format_duration
 from ._http_requests import ApiError, check_text, invalid
 from ._models import WorkflowStatus
 from ._repair import BULK_LIMIT
@@ -141,8 +142,14 @@ def repair_routes(api: _Api, endpoint: Callable[[Handler], Handler]) -> list[Rou
             raise _refused(exc) from None
         return JSONResponse({"matched": matched, "deleted": deleted})
 
+    async def retention(request: Request) -> Response:
+        api.require_admin(request)
+        value = client.settings.retention
+        return JSONResponse({"retention": None if value is None else format_duration(value)})
+
     e = endpoint
     return [
+        Route("/retention", e(retention), methods=["GET"]),
         Route("/runs/bulk/cancel", e(cancel_many), methods=["POST"]),
         Route("/runs/bulk/restart", e(restart_many), methods=["POST"]),
         Route("/runs/{run_id}/restart", e(restart), methods=["POST"]),
