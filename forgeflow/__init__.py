@@ -7,6 +7,7 @@ from ._definitions import Registry, WorkflowDefinition, default_registry, workfl
 from ._durations import parse_duration
 from ._events import LifecycleEvent
 from ._models import (
+    BulkResult,
     Decision,
     EndReason,
     HookRecord,
@@ -30,6 +31,7 @@ from .errors import (
     DuplicateWorkflowError,
     EventTimeout,
     ForgeflowError,
+    ForkError,
     HookAlreadyUsed,
     HookError,
     HookExpired,
@@ -53,6 +55,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BulkResult",
     "ChildHandle",
     "ChildWorkflowFailed",
     "Clock",
@@ -66,6 +69,7 @@ __all__ = [
     "EventWait",
     "Forgeflow",
     "ForgeflowError",
+    "ForkError",
     "Hook",
     "HookAlreadyUsed",
     "HookError",

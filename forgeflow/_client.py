@@ -18,10 +18,11 @@ from ._durations import Duration, parse_duration
 from ._embedded import embedded_dsn
 from ._events import Emitter, Listener
 from ._executor import Executor
-from ._models import HookRecord, Outcome, StepRecord, WorkflowRecord, WorkflowStatus
+from ._models import BulkResult, HookRecord, Outcome, StepRecord, WorkflowRecord, WorkflowStatus
 from ._notify import Notifications
 from ._queues import QueueState, hold_reason, queue_states
 from ._records import hook_record, run_record, step_record
+from ._repair import Repairs
 from ._runloop import RunLoop
 from ._runtime import Runtime
 from ._serde import dumps
@@ -91,7 +92,9 @@ class Forgeflow:
             self._executor,
             self._notifications,
             self._engine_settings,
+            retention=self.settings.retention,
         )
+        self._repairs = Repairs(store, self.registry, self._clock, WORKER_SILENCE_SECONDS)
 
     @classmethod
     @asynccontextmanager
@@ -497,6 +500,72 @@ class Forgeflow:
         )
         log.info("event_sent", event_type=event_type, resumed=count)
         return count
+
+    # -- repairing runs and keeping the database small -----------------------------------
+
+    async def restart(self, run_id: str, version: int | None = None) -> str:
+        """Start the run's workflow again with its input (latest version unless given)."""
+        return await self._repairs.restart(run_id, version)
+
+    async def fork(self, run_id: str, from_step: str, version: int | None = None) -> str:
+        """A new run reusing the checkpoints completed before ``from_step``; its id."""
+        return await self._repairs.fork(run_id, from_step, version)
+
+    async def purge(
+        self,
+        older_than: Duration,
+        workflow: str | None = None,
+        status: WorkflowStatus | str | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete runs that ended more than ``older_than`` ago, with all their rows; how many."""
+        return await self._repairs.purge(older_than, workflow, status, dry_run)
+
+    async def cancel_many(
+        self,
+        *,
+        workflow: str | None = None,
+        status: WorkflowStatus | str | None = None,
+        since: datetime | Duration | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+        dry_run: bool = False,
+        all: bool = False,
+    ) -> BulkResult:
+        """Cancel the oldest ``limit`` runs matching the filters; what matched and acted."""
+        return await self._repairs.cancel_many(
+            workflow=workflow,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            dry_run=dry_run,
+            everything=all,
+        )
+
+    async def restart_many(
+        self,
+        *,
+        workflow: str | None = None,
+        status: WorkflowStatus | str | None = None,
+        since: datetime | Duration | None = None,
+        until: datetime | None = None,
+        version: int | None = None,
+        limit: int = 1000,
+        dry_run: bool = False,
+        all: bool = False,
+    ) -> BulkResult:
+        """Restart the oldest ``limit`` runs matching the filters; what matched and acted."""
+        return await self._repairs.restart_many(
+            workflow=workflow,
+            status=status,
+            since=since,
+            until=until,
+            version=version,
+            limit=limit,
+            dry_run=dry_run,
+            everything=all,
+        )
 
     # -- executing -----------------------------------------------------------------------
 

@@ -93,6 +93,9 @@ def run_record(row: Any, steps: list[StepRecord], hooks: list[HookRecord]) -> Wo
         created_at=row["created_at"],
         started_at=row["started_at"],
         completed_at=row["completed_at"],
+        restarted_from=row.get("restarted_from"),
+        forked_from=row.get("forked_from"),
+        forked_from_step=row.get("forked_from_step"),
         steps=steps,
         hooks=hooks,
     )

@@ -8,6 +8,7 @@ executing runs. It knows nothing of workflows, contexts or workers.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -584,3 +585,90 @@ class Store:
     async def live_workers_for(self, key: str, queue: str, within_seconds: float) -> int:
         """How many workers seen in the last ``within_seconds`` execute ``key`` on ``queue``."""
         return int(await self._fetchval("live_workers_for", key, queue, within_seconds))
+
+    # -- repairing runs and retention ----------------------------------------------------
+
+    async def run_source(self, run_id: str) -> Record | None:
+        """What a restart or a fork of ``run_id`` needs from it."""
+        return await self._fetchrow("run_source", run_id)
+
+    async def fork_source_steps(self, run_id: str) -> list[Record]:
+        """A run's checkpoints in completion order, with their compensation state."""
+        return await self._fetch("fork_source_steps", run_id)
+
+    async def live_worker_versions(self, workflow: str, within_seconds: float) -> list[int]:
+        """The versions of ``workflow`` that workers seen lately can execute."""
+        rows = await self._fetch("live_worker_versions", workflow, within_seconds)
+        return sorted(int(r["version"]) for r in rows)
+
+    async def insert_linked_run(
+        self,
+        run_id: str,
+        workflow: str,
+        version: int,
+        queue: str,
+        input_json: str,
+        now: datetime,
+        timeout_seconds: float,
+        *,
+        restarted_from: str | None = None,
+        forked_from: str | None = None,
+        forked_from_step: str | None = None,
+        copy_steps: Sequence[str] = (),
+    ) -> int:
+        """Write a restart or a fork (with copies of ``copy_steps``); how many were copied."""
+        args = (run_id, workflow, version, queue, input_json, now, timeout_seconds)
+        lineage = (restarted_from, forked_from, forked_from_step, forked_from, list(copy_steps))
+        row = await self._fetchrow("insert_linked_run", *args, *lineage)
+        return 0 if row is None else int(row["copied"])
+
+    async def purge_batch(
+        self,
+        cutoff: datetime,
+        workflow: str | None,
+        status: str | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+        dry_run: bool,
+    ) -> Record:
+        """Delete (or count) one batch of finished run trees; see the query's comment."""
+        at, rid = after if after else (None, None)
+        args = (cutoff, workflow, status, limit, at, rid, dry_run)
+        row = await self._fetchrow("purge_batch", *args)
+        assert row is not None
+        return row
+
+    async def bulk_select_runs(
+        self,
+        workflow: str | None,
+        status: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+    ) -> tuple[int, list[str]]:
+        """How many runs match the filters, and the ids of the oldest ``limit`` of them."""
+        row = await self._fetchrow("bulk_select_runs", workflow, status, since, until, limit)
+        assert row is not None
+        return int(row["matched"]), list(row["ids"])
+
+    @asynccontextmanager
+    async def exclusive(self, key: int) -> AsyncIterator[Store | None]:
+        """A store on one connection holding advisory lock ``key``, or None if taken."""
+        try:
+            conn = await self.pool.acquire()
+        except _DRIVER_ERRORS as exc:
+            raise self._wrap("acquire a connection", exc) from exc
+        try:
+            held = self.bind(conn, engine=False)
+            if not await held._fetchval("try_advisory_lock", key):
+                yield None
+                return
+            try:
+                yield held
+            finally:
+                # A connection that dropped released the lock with its session.
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await held._fetchval("advisory_unlock", key)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.pool.release(conn)

@@ -12,6 +12,7 @@ import structlog
 
 from ._durations import Duration, parse_duration
 from ._queues import QueueClaimer
+from ._retention import parse_retention, retention_service
 from ._runloop import RunLoop
 from ._runtime import Runtime
 from ._store import Record
@@ -38,6 +39,7 @@ class Worker:
         poll_interval: Duration = "1s",
         grace: Duration = "30s",
         worker_id: str | None = None,
+        retention: Duration | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError("concurrency: must be a positive integer")
@@ -57,6 +59,8 @@ class Worker:
         self.poll_interval = parse_duration(poll_interval, field="poll_interval").total_seconds()
         self.grace = parse_duration(grace, field="grace").total_seconds()
         self.loop = RunLoop(runtime.executor, lease_seconds=lease_seconds, worker_id=worker_id)
+        #: Finished runs older than this are deleted by the workers (None: kept forever).
+        self.retention = runtime.retention if retention is None else parse_retention(retention)
         self._stopping = False
         self._exit: contextlib.AsyncExitStack | None = None
         self._runs: Any = None
@@ -97,6 +101,9 @@ class Worker:
             self._runs = await stack.enter_async_context(anyio.create_task_group())
             await services.start(self.loop.keep_leases)
             services.start_soon(self._announce)
+            if self.retention is not None:
+                retention = retention_service(self.runtime, self.retention, self.worker_id)
+                await services.start(retention)
             self._runs.start_soon(self._serve)
         except BaseException:
             await stack.aclose()

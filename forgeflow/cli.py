@@ -26,6 +26,7 @@ import anyio
 import structlog
 
 from . import __version__
+from ._cli_repair import add_repair_commands
 from ._client import Forgeflow
 from ._dashboard.terminal import Timeline, brief, dump, out, table, ts, waiting_on
 from ._definitions import Registry, default_registry
@@ -616,9 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive, default=50, help="at most N runs (default 50)")
     p.set_defaults(handler=cmd_runs)
 
-    p = command("cancel", "cancel a run: its compensations run in reverse")
-    p.add_argument("run", metavar="RUN")
-    p.set_defaults(handler=cmd_cancel)
+    add_repair_commands(command, _connect, CliError, cmd_cancel)
 
     p = command("queues", "show each queue's limits and executing, claimable, delayed runs")
     p.set_defaults(handler=cmd_queues)

@@ -11,6 +11,7 @@ default message::
     ├── InputValidationError          (also a ValueError)
     ├── IdempotencyConflict           HTTP 409
     ├── RunNotFound
+    ├── ForkError                     HTTP 409: the run cannot be forked from that step
     ├── StepError
     │   ├── StepFailed
     │   ├── StepTimeout
@@ -44,6 +45,7 @@ __all__ = [
     "DuplicateWorkflowError",
     "EventTimeout",
     "ForgeflowError",
+    "ForkError",
     "HookAlreadyUsed",
     "HookError",
     "HookExpired",
@@ -115,6 +117,17 @@ class IdempotencyConflict(ForgeflowError):
 
 class RunNotFound(ForgeflowError):
     """No run has that id."""
+
+
+class ForkError(ForgeflowError):
+    """The run cannot be forked from that step."""
+
+    status_code = 409
+
+    def __init__(self, message: str | None = None, *, run_id: str = "", step: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.step = step
 
 
 class StepError(ForgeflowError):

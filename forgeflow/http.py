@@ -47,6 +47,7 @@ from ._client import Forgeflow
 from ._dashboard import pages
 from ._dashboard.streams import ChangeFeed, EventStream
 from ._http_limits import RateLimit, RateLimiter, RateLimitOption
+from ._http_repair import repair_routes
 from ._http_requests import (
     ApiError,
     HookBody,
@@ -63,6 +64,7 @@ from ._models import HookStatus, Outcome, WorkflowStatus
 from .errors import (
     DatabaseError,
     ForgeflowError,
+    ForkError,
     HookError,
     HookNotFound,
     IdempotencyConflict,
@@ -119,6 +121,8 @@ def classify(exc: ForgeflowError) -> ApiError:
         return ApiError(404, "run_not_found", exc.message)
     if isinstance(exc, IdempotencyConflict):
         return ApiError(409, "idempotency_conflict", exc.message)
+    if isinstance(exc, ForkError):
+        return ApiError(409, "fork_refused", {"message": exc.message, "step": exc.step})
     if isinstance(exc, HookError):
         code = {404: "hook_not_found", 409: "hook_already_used", 410: "hook_expired"}
         return ApiError(exc.status_code, code.get(exc.status_code, "hook_error"), exc.message)
@@ -518,6 +522,7 @@ def create_app(
         Route("/workflows/{name}/start", e(api.start), methods=["POST"]),
         Route("/runs", e(api.list_runs), methods=["GET"]),
         Route("/runs/changes", e(api.changes), methods=["GET"]),
+        *repair_routes(api, e),
         Route("/runs/{run_id}", e(api.get_run), methods=["GET"]),
         Route("/runs/{run_id}/cancel", e(api.cancel), methods=["POST"]),
         Route("/runs/{run_id}/events", e(api.run_events), methods=["GET"]),

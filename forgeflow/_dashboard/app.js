@@ -369,6 +369,25 @@
     return button;
   }
 
+  // Restart a finished run, or fork it from one of its steps: the new run opens.
+  function repairButton(run, label, path, body, testid) {
+    if (!TERMINAL.has(run.status)) return null;
+    const button = h("button", { class: "action", type: "button", "data-testid": testid }, label);
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const answer = await api("POST", `runs/${encodeURIComponent(run.run_id)}/${path}`,
+          { body });
+        notice(`new run ${answer.run_id}`);
+        location.hash = `#/runs/${encodeURIComponent(answer.run_id)}`;
+      } catch (error) {
+        notice(error.message, true);
+        button.disabled = false;
+      }
+    });
+    return button;
+  }
+
   function timeline(run) {
     const start = Date.parse(run.started_at || run.created_at);
     const times = [Date.parse(run.completed_at || "") || Date.now()];
@@ -398,8 +417,10 @@
     for (const step of run.steps) {
       const from = waitedSince(step) || step.started_at || step.completed_at;
       const status = step.status === "compensated" ? "completed" : step.status;
+      const fork = repairButton(run, "Fork from here", "fork", { from_step: step.name },
+        "fork");
       rows.push(h("tr", { "data-step": step.name },
-        h("td", { class: "mono" }, step.name), h("td", {}, step.kind),
+        h("td", { class: "mono" }, step.name, fork ? " " : null, fork), h("td", {}, step.kind),
         h("td", {}, badge(status)),
         h("td", {}, fmtTime(from)), h("td", {}, fmtTime(step.completed_at)),
         h("td", {}, step.kind === "hook" ? "" : fmtDuration(between(from, step.completed_at))),
@@ -472,12 +493,20 @@
     if (run.parent_run_id) {
       meta.push(["Parent", runLink({ run_id: run.parent_run_id })]);
     }
+    if (run.restarted_from) {
+      meta.push(["Restarted from", runLink({ run_id: run.restarted_from })]);
+    }
+    if (run.forked_from) {
+      meta.push(["Forked from", h("span", { "data-testid": "lineage" },
+        runLink({ run_id: run.forked_from }), ` at step ${run.forked_from_step}`)]);
+    }
     show(
       h("h1", {}, `${run.workflow} v${run.version} `, badge(run.status)),
       h("div", { class: "card" },
         h("dl", { class: "meta" }, meta.filter(([, v]) => v !== "" && v !== null)
           .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
-        h("p", {}, cancelButton(run))),
+        h("p", {}, cancelButton(run),
+          repairButton(run, "Restart run", "restart", {}, "restart"))),
       run.hooks.length ? [h("h2", {}, "Hooks"),
         hooksTable(run.hooks, false, () => refreshRun(run.run_id))] : null,
       h("h2", {}, "Timeline"),
@@ -543,5 +572,18 @@
     });
     window.addEventListener("hashchange", route);
     route();
+    loadFooter();
   });
+
+  // The retention setting: how long finished runs stay before workers delete them.
+  async function loadFooter() {
+    try {
+      const answer = await api("GET", "retention");
+      $("footer").textContent = answer.retention
+        ? `Finished runs are deleted ${answer.retention} after they end (retention).`
+        : "Finished runs are kept forever (no retention set).";
+    } catch (_) {
+      $("footer").textContent = "";
+    }
+  }
 })();

@@ -260,7 +260,8 @@ RETURNING id, pg_notify('forgeflow_wakeup', queue);
 SELECT r.id, r.workflow, r.version, r.queue, r.status, r.input, r.output, r.error,
        r.end_reason, r.cancel_requested, r.wait, r.runnable_at, r.deadline,
        r.lease_owner, r.parent_run_id, r.detached, r.executions, r.created_at,
-       r.started_at, r.completed_at, r.priority, r.concurrency_key
+       r.started_at, r.completed_at, r.priority, r.concurrency_key, r.restarted_from,
+       r.forked_from, r.forked_from_step
 FROM forgeflow.workflow_runs r WHERE r.id = $1;
 
 -- name: get_run_steps
@@ -278,7 +279,8 @@ FROM forgeflow.hooks h WHERE h.run_id = $1 ORDER BY h.created_at;
 SELECT r.id, r.workflow, r.version, r.queue, r.status, r.input, r.output, r.error,
        r.end_reason, r.cancel_requested, r.wait, r.runnable_at, r.deadline,
        r.lease_owner, r.parent_run_id, r.detached, r.executions, r.created_at,
-       r.started_at, r.completed_at, r.priority, r.concurrency_key
+       r.started_at, r.completed_at, r.priority, r.concurrency_key, r.restarted_from,
+       r.forked_from, r.forked_from_step
 FROM forgeflow.workflow_runs r
 WHERE ($1::text IS NULL OR r.status = $1)
   AND ($2::text IS NULL OR r.workflow = $2)
@@ -773,3 +775,106 @@ SELECT l.name, l.concurrency, l.key_concurrency, l.rate_limit, l.rate_period_sec
           AND s.started_at > $3::timestamptz - make_interval(secs => l.rate_period_seconds))
            AS started_in_window
 FROM forgeflow.queues l WHERE l.name = $1 AND l.limited;
+
+-- name: fork_source_steps
+-- Every checkpoint of a run, in completion order, with what a fork copies.
+SELECT name, kind, status, completed_at, compensated_at
+FROM forgeflow.workflow_steps WHERE run_id = $1
+ORDER BY completed_at NULLS LAST, started_at NULLS LAST, name;
+
+-- name: insert_linked_run
+-- A restart or a fork: the new run and, for a fork, copies of the checkpoints named in
+-- $12 taken from run $9, written in one statement so that a fork never exists half-copied.
+WITH run AS (
+    INSERT INTO forgeflow.workflow_runs
+        (id, workflow, version, queue, input, runnable_at, timeout_seconds, created_at,
+         restarted_from, forked_from, forked_from_step)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $6, $8, $9, $10)
+    RETURNING id, queue
+), copied AS (
+    INSERT INTO forgeflow.workflow_steps
+        (run_id, name, kind, input, status, result, result_type, error, attempts,
+         started_at, completed_at, execution)
+    SELECT run.id, s.name, s.kind, s.input, s.status, s.result, s.result_type, s.error,
+           s.attempts, s.started_at, s.completed_at, 0
+    FROM run, forgeflow.workflow_steps s
+    WHERE s.run_id = $11 AND s.name = ANY($12::text[])
+    RETURNING 1
+)
+SELECT run.id, (SELECT count(*) FROM copied) AS copied,
+       pg_notify('forgeflow_wakeup', run.queue)
+FROM run;
+
+-- name: run_source
+SELECT id, workflow, version, queue, status, input, timeout_seconds
+FROM forgeflow.workflow_runs WHERE id = $1;
+
+-- name: live_worker_versions
+-- The versions of a workflow that live workers can execute (from "name:version").
+SELECT DISTINCT split_part(w, ':', 2)::integer AS version
+FROM forgeflow.workers, unnest(workflows) AS w
+WHERE split_part(w, ':', 1) = $1
+  AND heartbeat_at > now() - make_interval(secs => $2);
+
+-- name: purge_batch
+-- Deletes up to $4 top-level runs that ended before $1 (optionally of workflow $2 and
+-- status $3), keyset-paginated after ($5, $6), each with its whole tree of child runs,
+-- steps, hooks and event waits. A tree is kept whole while any run in it is unfinished
+-- or recent, so that no parent link ever dangles. Top-level rows are locked SKIP LOCKED
+-- and batches are small: nothing a worker needs waits long. $7 true only counts.
+WITH RECURSIVE roots AS (
+    SELECT id, completed_at FROM forgeflow.workflow_runs
+    WHERE completed_at IS NOT NULL AND parent_run_id IS NULL
+      AND completed_at < $1
+      AND status IN ('completed', 'compensated', 'failed')
+      AND ($2::text IS NULL OR workflow = $2)
+      AND ($3::text IS NULL OR status = $3)
+      AND ($5::timestamptz IS NULL OR (completed_at, id) > ($5, $6))
+    ORDER BY completed_at, id
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), tree AS (
+    SELECT id AS root, id FROM roots
+    UNION ALL
+    SELECT t.root, c.id FROM forgeflow.workflow_runs c JOIN tree t ON c.parent_run_id = t.id
+), blocked AS (
+    SELECT DISTINCT t.root FROM tree t JOIN forgeflow.workflow_runs r ON r.id = t.id
+    WHERE r.status NOT IN ('completed', 'compensated', 'failed')
+       OR r.completed_at IS NULL OR r.completed_at >= $1
+), doomed AS (
+    SELECT id FROM tree WHERE root NOT IN (SELECT root FROM blocked)
+), steps AS (
+    DELETE FROM forgeflow.workflow_steps s USING doomed d
+    WHERE s.run_id = d.id AND NOT $7
+), runs AS (
+    -- Hooks and event waits go with their run (ON DELETE CASCADE).
+    DELETE FROM forgeflow.workflow_runs r USING doomed d
+    WHERE r.id = d.id AND NOT $7
+    RETURNING r.id
+), last AS (
+    SELECT completed_at, id FROM roots ORDER BY completed_at DESC, id DESC LIMIT 1
+)
+SELECT (SELECT count(*) FROM roots) AS scanned,
+       (SELECT count(*) FROM doomed) AS matched,
+       (SELECT count(*) FROM runs) AS deleted,
+       (SELECT completed_at FROM last) AS last_at,
+       (SELECT id FROM last) AS last_id;
+
+-- name: bulk_select_runs
+-- Runs matching a bulk operation's filters, oldest first, at most $5; and how many match.
+WITH matching AS (
+    SELECT id, created_at FROM forgeflow.workflow_runs
+    WHERE ($1::text IS NULL OR workflow = $1)
+      AND ($2::text IS NULL OR status = $2)
+      AND ($3::timestamptz IS NULL OR created_at >= $3)
+      AND ($4::timestamptz IS NULL OR created_at < $4)
+)
+SELECT (SELECT count(*) FROM matching) AS matched,
+       coalesce((SELECT array_agg(id) FROM (
+           SELECT id FROM matching ORDER BY created_at, id LIMIT $5) x), '{}') AS ids;
+
+-- name: try_advisory_lock
+SELECT pg_try_advisory_lock($1);
+
+-- name: advisory_unlock
+SELECT pg_advisory_unlock($1);

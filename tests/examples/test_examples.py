@@ -166,6 +166,18 @@ EXPECTED: dict[str, Expected] = {
             r"globex order sequence: #99 #1 #2 #3",
             r"Overlapping orders of one customer: 0",
             r"Most orders running at once: [23] \(one per customer\)",
+    "repair_runs.py": Expected(
+        lines=(
+            r"running render v1 \(call 1\)",
+            r"failed: .*unsupported currency format",
+            r"running render v2 \(call 1\)",
+            r"fork output: invoice for cus_42: 42.50 EUR",
+            r"fork lineage: forked from \S+ at render",
+            r"load_customer ran 1 time\(s\) in all",
+            r"running load_customer \(call 2\)",
+            r"restart output: invoice for cus_42",
+            r"bulk restart dry run: 1 matched, 0 acted",
+            r"purged 1 old run\(s\)",
         ),
     ),
     "scheduled_wait.py": Expected(

@@ -7,6 +7,7 @@ import types
 import forgeflow
 
 EXPECTED = {
+    "BulkResult",
     "ChildHandle",
     "ChildWorkflowFailed",
     "Clock",
@@ -20,6 +21,7 @@ EXPECTED = {
     "EventWait",
     "Forgeflow",
     "ForgeflowError",
+    "ForkError",
     "Hook",
     "HookAlreadyUsed",
     "HookError",
