@@ -166,6 +166,8 @@ EXPECTED: dict[str, Expected] = {
             r"globex order sequence: #99 #1 #2 #3",
             r"Overlapping orders of one customer: 0",
             r"Most orders running at once: [23] \(one per customer\)",
+        ),
+    ),
     "repair_runs.py": Expected(
         lines=(
             r"running render v1 \(call 1\)",
