@@ -143,7 +143,13 @@ class Store:
         raise AssertionError("unreachable")
 
     def _wrap(self, name: str, exc: BaseException) -> BaseException:
-        if self._engine:
+        # A data exception (class 22) or a constraint violation (23) is about the values
+        # sent, not the machinery: sending them again would fail again, so it is never
+        # an engine fault (that would hand the run back and retry it forever).
+        about_the_data = isinstance(exc, asyncpg.PostgresError) and str(
+            exc.sqlstate or ""
+        ).startswith(("22", "23"))
+        if self._engine and not about_the_data:
             return EngineFault(name, exc)
         return DatabaseError(f"{name}: {exc}")
 

@@ -18,7 +18,7 @@ import structlog
 from .._lease import Lease
 from .._runloop import RunLoop, new_worker_id
 from .._store import Record
-from .._worker import WORKER_HEARTBEAT_SECONDS
+from .._worker import Announcement
 from ._context import SimulatedCrash
 from ._store import TestingStore
 
@@ -72,6 +72,7 @@ class TestWorker:
         self._nudge: anyio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._error: BaseException | None = None
+        self._announcement: Announcement | None = None
 
     @property
     def name(self) -> str:
@@ -86,13 +87,17 @@ class TestWorker:
         self._nudge = anyio.Event()
         await self.runtime.notifications.start()
         self.runtime.notifications.on_wakeup.append(self._on_wakeup)
-        await self._register()
+        # Announced like any worker, so that status() does not report a run of the env's
+        # workflows as one no live worker executes.
+        announcement = Announcement(self.runtime, self.name, self.queue_list(), self.batch)
+        self._announcement = announcement
+        await announcement.register()
         # Plain asyncio tasks rather than a task group: a fixture may start the worker in
         # one task and stop it in another, which a cancel scope does not allow.
         self._tasks = [
             asyncio.create_task(self.loop.keep_leases(), name="forgeflow-testing-heartbeat"),
             asyncio.create_task(self._serve(), name="forgeflow-testing-worker"),
-            asyncio.create_task(self._announce(), name="forgeflow-testing-announce"),
+            asyncio.create_task(self._announcement.keep_alive(), name="forgeflow-testing-announce"),
         ]
 
     async def stop(self) -> None:
@@ -103,8 +108,8 @@ class TestWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
-            await self.runtime.store.unregister_worker(self.name)
+        if self._announcement is not None:
+            await self._announcement.withdraw()
         with contextlib.suppress(ValueError):
             self.runtime.notifications.on_wakeup.remove(self._on_wakeup)
 
@@ -113,21 +118,6 @@ class TestWorker:
         error, self._error = self._error, None
         if error is not None:
             raise error
-
-    async def _register(self) -> None:
-        # Announced like any worker, so that status() does not report a run of the env's
-        # workflows as one no live worker executes.
-        names = [f"{name}:{version}" for name, version in self.workflow_keys()]
-        await self.runtime.store.register_worker(self.name, self.queue_list(), names, self.batch)
-
-    async def _announce(self) -> None:
-        while True:
-            await anyio.sleep(WORKER_HEARTBEAT_SECONDS)
-            try:
-                if not await self.runtime.store.worker_heartbeat(self.name):
-                    await self._register()
-            except Exception as exc:
-                log.warning("test_worker_heartbeat_failed", error=str(exc))
 
     def _on_wakeup(self, _queue: str) -> None:
         if self._nudge is not None:
