@@ -1,5 +1,6 @@
 """forgeflow: durable sagas for Python on PostgreSQL."""
 
+from ._check import CheckReport, RunCheck, Verdict
 from ._client import Forgeflow
 from ._clock import Clock, SystemClock
 from ._context import WorkflowContext
@@ -51,6 +52,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckReport",
     "ChildHandle",
     "ChildWorkflowFailed",
     "Clock",
@@ -79,6 +81,7 @@ __all__ = [
     "Registry",
     "ResultTimeout",
     "RetryPolicy",
+    "RunCheck",
     "RunNotFound",
     "SerializationError",
     "Settings",
@@ -89,6 +92,7 @@ __all__ = [
     "StepStatus",
     "StepTimeout",
     "SystemClock",
+    "Verdict",
     "WaitTimeout",
     "Worker",
     "WorkflowCancelled",

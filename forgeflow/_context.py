@@ -17,7 +17,7 @@ from ._clock import Clock
 from ._durations import Duration
 from ._events import Emitter
 from ._lease import Lease
-from ._serde import decode_result, dumps, encode_result, error_info
+from ._serde import decode_result, dumps, encode_result, error_info, loads
 from ._signals import CancelSignal, EngineFault, LeaseLost, ReleaseSignal, SuspendSignal
 from ._steps import StepRunner, invoke
 
@@ -26,9 +26,19 @@ if TYPE_CHECKING:
     from ._models import Decision
     from ._store import Store
 
-__all__ = ["EngineSettings", "StepRow", "WorkflowContext"]
+__all__ = ["PATCH_KIND", "EngineSettings", "StepRow", "WorkflowContext", "patch_step"]
 
 T = TypeVar("T")
+
+#: The kind of the checkpoint that records a ``ctx.patched(...)`` decision.
+PATCH_KIND = "patch"
+#: Checkpoint statuses that mean "this point was passed": replay serves them, never redoes them.
+FINISHED = frozenset({"completed", "compensated", "failed", "skipped"})
+
+
+def patch_step(patch_id: str) -> str:
+    """The checkpoint name of patch ``patch_id``'s decision."""
+    return f"patch:{patch_id}"
 
 
 class StepRow(NamedTuple):
@@ -103,6 +113,7 @@ class WorkflowContext:
         self.cancel_requested = False
         self._releasing = False
         self._interrupt = anyio.Event()
+        self._patches: dict[str, bool] = {}
 
     # -- steps ---------------------------------------------------------------------
 
@@ -194,6 +205,57 @@ class WorkflowContext:
     def uuid4(self) -> uuid.UUID:
         """A version-4 UUID from the run's seeded generator: identical on replay."""
         return uuid.UUID(int=self._rng.getrandbits(128), version=4)
+
+    # -- changing code under runs in flight -------------------------------------------
+
+    async def patched(self, patch_id: str) -> bool:
+        """True if this run reaches this point on the new code; False if it passed it before.
+
+        The decision is checkpointed (``patch:<patch_id>``) the first time a run makes it,
+        so every later replay takes the same branch. A run still replaying checkpoints
+        recorded after this point passed it before the patch existed: False. A run whose
+        replay is over (what comes next is new work) and a new run: True.
+        """
+        name = patch_step(patch_id)
+        decided = self._patches.get(name)
+        if decided is not None:
+            return decided
+        row = self._steps.get(name)
+        if row is not None and row.status == "completed":
+            decided = loads(row.result) is True
+        else:
+            decided = not self._replay_pending()
+            # A replay-only execution (a rollback, `forgeflow check`) writes nothing: the
+            # same history gives the same answer the next time.
+            if not self._replay_only and not self.cancel_requested:
+                now = self._clock.now()
+                await self._checkpoint(
+                    name, PATCH_KIND, "completed", dumps(decided), None, None, 1, now, now
+                )
+        self._patches[name] = decided
+        return decided
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """Mark patch ``patch_id`` as kept on its new branch only (the old one is gone).
+
+        Nothing is read or written at run time; ``forgeflow check`` reports any run in
+        flight whose recorded decision took the old branch.
+        """
+        self._patches.setdefault(patch_step(patch_id), True)
+
+    def _replay_pending(self) -> bool:
+        # Recorded checkpoints this execution has not reached yet mean the run's history
+        # goes on past this point: it is still replaying. Names are reached through
+        # self._name (steps, waits, children), in call order.
+        reached = {
+            base if n == 1 else f"{base}#{n}"
+            for base, count in self._names.items()
+            for n in range(1, count + 1)
+        }
+        return any(
+            row.kind != PATCH_KIND and row.status in FINISHED and name not in reached
+            for name, row in self._steps.items()
+        )
 
     # -- low-level API ---------------------------------------------------------------
 

@@ -491,3 +491,18 @@ WHERE heartbeat_at > now() - make_interval(secs => $3)
 SELECT id FROM forgeflow.workflow_runs
 WHERE parent_run_id = $1 AND NOT detached
   AND status NOT IN ('completed', 'compensated', 'failed');
+
+-- name: check_runs
+-- `forgeflow check`: a page of unfinished runs of the given "workflow:version" pairs.
+SELECT id, workflow, version, status, input, wait, created_at, started_at
+FROM forgeflow.workflow_runs
+WHERE status NOT IN ('completed', 'compensated', 'failed')
+  AND (workflow || ':' || version) = ANY($1::text[])
+  AND id > $2
+ORDER BY id
+LIMIT $3;
+
+-- name: check_steps
+-- `forgeflow check`: the checkpoints of a page of runs (columns as in load_steps).
+SELECT run_id, name, kind, status, result, result_type, error, attempts, completed_at
+FROM forgeflow.workflow_steps WHERE run_id = ANY($1::text[]);

@@ -7,6 +7,7 @@ import types
 import forgeflow
 
 EXPECTED = {
+    "CheckReport",
     "ChildHandle",
     "ChildWorkflowFailed",
     "Clock",
@@ -34,6 +35,7 @@ EXPECTED = {
     "Registry",
     "ResultTimeout",
     "RetryPolicy",
+    "RunCheck",
     "RunNotFound",
     "RecoveryLimitExceeded",
     "SerializationError",
@@ -45,6 +47,7 @@ EXPECTED = {
     "StepStatus",
     "StepTimeout",
     "SystemClock",
+    "Verdict",
     "WaitTimeout",
     "Worker",
     "WorkflowCancelled",
