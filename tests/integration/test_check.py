@@ -54,13 +54,12 @@ async def in_flight(dsn: str) -> AsyncIterator[dict[str, list[str]]]:
     await conn.execute("CREATE TABLE effects (name text NOT NULL)")
     await conn.close()
     runs: dict[str, list[str]] = {}
-    async with Forgeflow.connect(dsn, registry=deploy_old.registry) as ff:
-        async with ff.worker(concurrency=8):
-            for name in ("renamed", "inserted", "guarded"):
-                runs[name] = [await ff.start(name, f"{name}-{i}") for i in range(2)]
-            for ids in runs.values():
-                for run_id in ids:
-                    await until(ff, run_id, waiting)
+    async with Forgeflow.connect(dsn, registry=deploy_old.registry) as ff, ff.worker():
+        for name in ("renamed", "inserted", "guarded"):
+            runs[name] = [await ff.start(name, f"{name}-{i}") for i in range(2)]
+        for ids in runs.values():
+            for run_id in ids:
+                await until(ff, run_id, waiting)
     yield runs
 
 
