@@ -414,7 +414,8 @@ async def cmd_workflows(args: argparse.Namespace) -> int:
 
 async def cmd_check(args: argparse.Namespace) -> int:
     registry = load_app(args.module)
-    async with _connect(args, registry) as ff:
+    # No migration: the check only reads, and may point at a read-only replica.
+    async with _connect(args, registry, migrate=False) as ff:
         report = await ff.check(registry, workflow=args.workflow)
     if args.json:
         dump(report.to_json())
