@@ -43,9 +43,10 @@ import anyio
 from pydantic import BaseModel
 
 from ._clock import Clock
-from ._context import FINISHED, PATCH_KIND, EngineSettings, StepRow, WorkflowContext, patch_step
+from ._context import FINISHED, PATCH_KIND, EngineSettings, WorkflowContext, patch_step
 from ._definitions import Registry, WorkflowDefinition
 from ._events import Emitter
+from ._journal import Journal, StepRow
 from ._lease import Lease
 from ._serde import loads
 from ._signals import SuspendSignal
@@ -200,22 +201,22 @@ def _key(at: datetime | None) -> datetime:
     return at or datetime.min
 
 
-class _ServedSteps(dict[str, StepRow]):
+class _ServedJournal(Journal):
     """The recorded checkpoints, telling the history which names the new code asks for."""
 
-    def __init__(self, rows: dict[str, StepRow], history: _History) -> None:
-        super().__init__(rows)
+    def __init__(self, rows: dict[str, StepRow], started_at: datetime, history: _History) -> None:
+        super().__init__(rows, started_at)
         self._history = history
 
-    def get(self, name: str, default: Any = None) -> Any:
+    def get(self, name: str) -> StepRow | None:
+        """The recorded checkpoint ``name``; the history notes that it was asked for."""
         row = super().get(name)
         self._history.asked(name, row)
-        return default if row is None else row
-
-    def __getitem__(self, name: str) -> StepRow:
-        row = super().__getitem__(name)
-        self._history.asked(name, row)
         return row
+
+    def peek(self, name: str) -> StepRow | None:
+        """The recorded checkpoint ``name``, without counting it as reached."""
+        return super().get(name)
 
 
 class _Refused:
@@ -242,6 +243,7 @@ class _SandboxContext(WorkflowContext):
     """A replay-only context: serves recorded checkpoints, stops before anything new."""
 
     _history: _History
+    journal: _ServedJournal
 
     def _before_new_work(self, step: str | None = None) -> None:
         self._history.new_work(step)
@@ -254,7 +256,7 @@ class _SandboxContext(WorkflowContext):
     def deprecate_patch(self, patch_id: str) -> None:
         """Report a run whose recorded decision took the branch this code removed."""
         name = patch_step(patch_id)
-        row = dict.get(self._steps, name)
+        row = self.journal.peek(name)
         if row is not None and row.kind == PATCH_KIND and loads(row.result) is False:
             self._history.decide(
                 Verdict.DIVERGES,
@@ -332,11 +334,12 @@ async def _check_run(
     status = str(run["status"])
     history = _History(rows.values(), _frontier(run, rows), status == "compensating")
     refused = cast(Any, _Refused(history))
+    started_at = run["started_at"] or run["created_at"]
     ctx = _SandboxContext(
         run_id=run["id"],
         definition=definition,
-        started_at=run["started_at"] or run["created_at"],
-        steps=_ServedSteps(rows, history),
+        started_at=started_at,
+        steps={},
         store=Store(refused, "", refused, engine=True),
         registry=registry,
         clock=clock,
@@ -346,6 +349,7 @@ async def _check_run(
         replay_only=True,
     )
     ctx._history = history
+    ctx.journal = _ServedJournal(rows, started_at, history)
     error: str | None = None
     with anyio.move_on_after(replay_timeout) as scope:
         try:

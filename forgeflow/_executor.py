@@ -9,9 +9,10 @@ import anyio
 import structlog
 
 from ._clock import Clock
-from ._context import EngineSettings, StepRow, WorkflowContext
+from ._context import EngineSettings, WorkflowContext
 from ._definitions import Registry, WorkflowDefinition
 from ._events import Emitter
+from ._journal import StepRow
 from ._lease import Lease
 from ._serde import dumps, error_info
 from ._signals import CancelSignal, EngineFault, LeaseLost, ReleaseSignal, SuspendSignal
@@ -154,7 +155,7 @@ class Executor:
         run: Record,
         stop: str | None,
     ) -> str:
-        first = not ctx._steps and run["status"] != "compensating"
+        first = not len(ctx.journal) and run["status"] != "compensating"
         await ctx._emit("run_started" if first else "run_resumed")
         reason: str
         error: BaseException

@@ -13,6 +13,8 @@ import anyio
 import anyio.to_thread
 
 from ._durations import Duration, parse_duration
+from ._journal import Checkpoint
+from ._models import StepStatus
 from ._serde import decode_result, dumps, encode_result, error_info, loads, return_type
 from .errors import SerializationError, StepFailed, StepTimeout
 
@@ -132,7 +134,7 @@ class StepRunner(Generic[T]):
     async def run(self) -> T:
         """Execute the step, or return its checkpointed result on replay."""
         ctx = self._ctx
-        row = ctx._steps.get(self.name)
+        row = ctx.journal.get(self.name)
         attempts = 0
         retry_at: datetime | None = None
         if row is not None:
@@ -166,11 +168,10 @@ class StepRunner(Generic[T]):
         ann = return_type(self._fn)
         value: T = decode_result(row.result, row.result_type, ann)
         ctx = self._ctx
-        ctx._time = row.completed_at or ctx._time
+        ctx.journal.reached(row.completed_at)
         if self._compensation is not None:
-            ctx._push_compensation(
-                self.name, self._compensation, value, row.status == "compensated"
-            )
+            done = row.status == StepStatus.COMPENSATED
+            ctx.journal.push_compensation(self.name, self._compensation, value, done)
         return value
 
     async def _attempts(self, attempt: int) -> T:
@@ -197,11 +198,21 @@ class StepRunner(Generic[T]):
                 return await self._failed(exc, attempt, started)
             completed = clock.now()
             await ctx._checkpoint(
-                self.name, "step", "completed", text, tag, None, attempt, started, completed
+                Checkpoint(
+                    self.name,
+                    "step",
+                    StepStatus.COMPLETED,
+                    text,
+                    tag,
+                    None,
+                    attempt,
+                    started,
+                    completed,
+                )
             )
-            ctx._time = completed
+            ctx.journal.reached(completed)
             if self._compensation is not None:
-                ctx._push_compensation(self.name, self._compensation, value, False)
+                ctx.journal.push_compensation(self.name, self._compensation, value)
             await ctx._emit(
                 "step_completed",
                 step=self.name,
@@ -217,7 +228,14 @@ class StepRunner(Generic[T]):
         retry_at = ctx._clock.now() + timedelta(seconds=delay)
         error = {**error_info(exc), "retry_at": retry_at.isoformat()}
         await ctx._checkpoint(
-            self.name, "step", "running", None, None, dumps(error), attempt, started, None
+            Checkpoint(
+                self.name,
+                "step",
+                StepStatus.RUNNING,
+                error=dumps(error),
+                attempts=attempt,
+                started_at=started,
+            )
         )
         await ctx._emit(
             "step_failed",
@@ -232,9 +250,17 @@ class StepRunner(Generic[T]):
     async def _failed(self, exc: Exception, attempt: int, started: datetime) -> T:
         ctx = self._ctx
         error = error_info(exc)
-        status = "skipped" if self._optional else "failed"
+        status = StepStatus.SKIPPED if self._optional else StepStatus.FAILED
         await ctx._checkpoint(
-            self.name, "step", status, None, None, dumps(error), attempt, started, ctx._clock.now()
+            Checkpoint(
+                self.name,
+                "step",
+                status,
+                error=dumps(error),
+                attempts=attempt,
+                started_at=started,
+                completed_at=ctx._clock.now(),
+            )
         )
         await ctx._emit(
             "step_failed",

@@ -18,6 +18,7 @@ import anyio
 import asyncpg
 import structlog
 
+from ._journal import Checkpoint
 from ._migrations import apply_migrations
 from ._signals import EngineFault
 from ._sql import QUERIES as Q
@@ -214,35 +215,24 @@ class Store:
         return await self._fetch("load_steps", run_id)
 
     async def checkpoint_step(
-        self,
-        run_id: str,
-        worker: str,
-        name: str,
-        kind: str,
-        status: str,
-        result: str | None,
-        result_type: str | None,
-        error: str | None,
-        attempts: int,
-        started_at: datetime | None,
-        completed_at: datetime | None,
-        step_input: str | None = None,
+        self, run_id: str, worker: str, checkpoint: Checkpoint
     ) -> bool | None:
         """Write a checkpoint if ``worker`` holds the lease: cancel_requested, or None if not."""
+        c = checkpoint
         value: bool | None = await self._fetchval(
             "checkpoint_step",
             run_id,
             worker,
-            name,
-            kind,
-            status,
-            result,
-            result_type,
-            error,
-            attempts,
-            started_at,
-            completed_at,
-            step_input,
+            c.name,
+            c.kind,
+            c.status.value,
+            c.result,
+            c.result_type,
+            c.error,
+            c.attempts,
+            c.started_at,
+            c.completed_at,
+            c.input,
         )
         return value
 
