@@ -1,5 +1,6 @@
 """forgeflow: durable sagas for Python on PostgreSQL."""
 
+from ._check import CheckReport, RunCheck, Verdict
 from ._client import Forgeflow
 from ._clock import Clock, SystemClock
 from ._context import WorkflowContext
@@ -56,6 +57,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BulkResult",
+    "CheckReport",
     "ChildHandle",
     "ChildWorkflowFailed",
     "Clock",
@@ -88,6 +90,7 @@ __all__ = [
     "Registry",
     "ResultTimeout",
     "RetryPolicy",
+    "RunCheck",
     "RunNotFound",
     "SerializationError",
     "Settings",
@@ -98,6 +101,7 @@ __all__ = [
     "StepStatus",
     "StepTimeout",
     "SystemClock",
+    "Verdict",
     "WaitTimeout",
     "Worker",
     "WorkflowCancelled",

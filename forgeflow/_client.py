@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 import anyio
 import structlog
 
+from ._check import CheckReport, check_runs
 from ._clock import Clock, SystemClock
 from ._context import EngineSettings
 from ._definitions import Registry, WorkflowDefinition, default_registry
@@ -568,6 +569,19 @@ class Forgeflow:
         )
 
     # -- executing -----------------------------------------------------------------------
+
+    async def check(
+        self, registry: Registry | None = None, *, workflow: str | None = None
+    ) -> CheckReport:
+        """Replay every unfinished run on ``registry``'s code (default: this client's), executing
+        and writing nothing; a verdict per run (see docs/safe-deploys.md)."""
+        return await check_runs(
+            self._store,
+            self.registry if registry is None else registry,
+            self._clock,
+            self._engine_settings,
+            workflow=workflow,
+        )
 
     def worker(self, **options: Any) -> Worker:
         """A worker sharing this client's pool (and its lease, unless ``lease=`` is given)."""

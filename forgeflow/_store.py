@@ -678,3 +678,25 @@ class Store:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.pool.release(conn)
+
+    # -- checking a deploy -------------------------------------------------------------
+
+    async def check_batch(
+        self, keys: Sequence[str], after: str, limit: int
+    ) -> tuple[list[Record], list[Record]]:
+        """Up to ``limit`` unfinished runs of ``keys`` past id ``after``, and their checkpoints.
+
+        Both come from one read-only snapshot, so a run and its steps always agree.
+        """
+        try:
+            async with (
+                self.pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                runs: list[Record] = await conn.fetch(Q["check_runs"], list(keys), after, limit)
+                steps: list[Record] = (
+                    await conn.fetch(Q["check_steps"], [r["id"] for r in runs]) if runs else []
+                )
+        except _DRIVER_ERRORS as exc:
+            raise self._wrap("check_runs", exc) from exc
+        return runs, steps

@@ -878,3 +878,18 @@ SELECT pg_try_advisory_lock($1);
 
 -- name: advisory_unlock
 SELECT pg_advisory_unlock($1);
+
+-- name: check_runs
+-- `forgeflow check`: a page of unfinished runs of the given "workflow:version" pairs.
+SELECT id, workflow, version, status, input, wait, created_at, started_at
+FROM forgeflow.workflow_runs
+WHERE status NOT IN ('completed', 'compensated', 'failed')
+  AND (workflow || ':' || version) = ANY($1::text[])
+  AND id > $2
+ORDER BY id
+LIMIT $3;
+
+-- name: check_steps
+-- `forgeflow check`: the checkpoints of a page of runs (columns as in load_steps).
+SELECT run_id, name, kind, status, result, result_type, error, attempts, completed_at
+FROM forgeflow.workflow_steps WHERE run_id = ANY($1::text[]);

@@ -136,6 +136,17 @@ EXPECTED: dict[str, Expected] = {
             r"status: completed, outcome: approve, comment: 'looks good'",
         ),
     ),
+    "safe_deploy.py": Expected(
+        lines=(
+            r"two refund requests wait for a reviewer",
+            r"diverges: at 'screen', expected 'hook:review'",
+            r"Checking the change guarded by ctx.patched",
+            r"compatible, compatible",
+            r"paid R-1 \(old path: not screened\)",
+            r"screened R-3",
+            r"paid R-3 \(new path: screened first\)",
+        ),
+    ),
     "crash_recovery.py": Expected(
         lines=(
             r"worker 1 started",

@@ -8,6 +8,7 @@ import forgeflow
 
 EXPECTED = {
     "BulkResult",
+    "CheckReport",
     "ChildHandle",
     "ChildWorkflowFailed",
     "Clock",
@@ -39,6 +40,7 @@ EXPECTED = {
     "Registry",
     "ResultTimeout",
     "RetryPolicy",
+    "RunCheck",
     "RunNotFound",
     "RecoveryLimitExceeded",
     "SerializationError",
@@ -50,6 +52,7 @@ EXPECTED = {
     "StepStatus",
     "StepTimeout",
     "SystemClock",
+    "Verdict",
     "WaitTimeout",
     "Worker",
     "WorkflowCancelled",
