@@ -17,6 +17,7 @@ from ._models import (
     WorkflowRecord,
     WorkflowStatus,
 )
+from ._schedules import ScheduleRecord
 from ._settings import Settings
 from ._steps import RetryPolicy, StepRunner
 from ._waits import ChildHandle, EventWait, Hook
@@ -38,6 +39,7 @@ from .errors import (
     RecoveryLimitExceeded,
     ResultTimeout,
     RunNotFound,
+    ScheduleNotFound,
     SerializationError,
     StepError,
     StepFailed,
@@ -80,6 +82,8 @@ __all__ = [
     "ResultTimeout",
     "RetryPolicy",
     "RunNotFound",
+    "ScheduleNotFound",
+    "ScheduleRecord",
     "SerializationError",
     "Settings",
     "StepError",

@@ -23,6 +23,7 @@ from ._notify import Notifications
 from ._records import hook_record, run_record, step_record
 from ._runloop import RunLoop
 from ._runtime import Runtime
+from ._schedules import ScheduleRecord, Schedules
 from ._serde import dumps
 from ._settings import Settings
 from ._store import Store
@@ -90,6 +91,7 @@ class Forgeflow:
             self._notifications,
             self._engine_settings,
         )
+        self._schedules = Schedules(self.runtime)
 
     @classmethod
     @asynccontextmanager
@@ -362,6 +364,48 @@ class Forgeflow:
         )
         log.info("event_sent", event_type=event_type, resumed=count)
         return count
+
+    # -- schedules -----------------------------------------------------------------------
+
+    async def schedule(
+        self,
+        name: str,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        *,
+        cron: str,
+        input: Any = None,
+        timezone: str = "UTC",
+        catchup: str = "latest",
+    ) -> ScheduleRecord:
+        """Create or update the stored schedule ``name``; ValueError naming a bad field."""
+        definition = self._definition(workflow, None)
+        return await self._schedules.create(
+            name, definition, cron=cron, input=input, timezone=timezone, catchup=catchup
+        )
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule (decorator and stored), by name, with its next fire and last run."""
+        return await self._schedules.list()
+
+    async def get_schedule(self, name: str) -> ScheduleRecord:
+        """One schedule; ScheduleNotFound if there is none by that name."""
+        return await self._schedules.get(name)
+
+    async def pause_schedule(self, name: str) -> ScheduleRecord:
+        """Stop a schedule firing until it is resumed."""
+        return await self._schedules.pause(name)
+
+    async def resume_schedule(self, name: str) -> ScheduleRecord:
+        """Let a paused schedule fire again, from its next future fire time."""
+        return await self._schedules.resume(name)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; its runs stay."""
+        await self._schedules.delete(name)
+
+    async def trigger_schedule(self, name: str) -> str:
+        """Start one run of a schedule now (``ctx.scheduled_at`` is now); its run id."""
+        return await self._schedules.trigger(name)
 
     # -- executing -----------------------------------------------------------------------
 

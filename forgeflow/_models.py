@@ -152,6 +152,9 @@ class WorkflowRecord(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    #: The schedule that started the run and its fire time (None for other runs).
+    schedule: str | None = None
+    scheduled_at: datetime | None = None
     steps: list[StepRecord] = []
     hooks: list[HookRecord] = []
 

@@ -91,6 +91,8 @@ def run_record(row: Any, steps: list[StepRecord], hooks: list[HookRecord]) -> Wo
         created_at=row["created_at"],
         started_at=row["started_at"],
         completed_at=row["completed_at"],
+        schedule=row.get("schedule"),
+        scheduled_at=row.get("scheduled_at"),
         steps=steps,
         hooks=hooks,
     )

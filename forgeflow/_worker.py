@@ -13,6 +13,7 @@ import structlog
 from ._durations import Duration, parse_duration
 from ._runloop import RunLoop
 from ._runtime import Runtime
+from ._schedules import Scheduler
 from ._store import Record
 
 __all__ = ["WORKER_HEARTBEAT_SECONDS", "WORKER_SILENCE_SECONDS", "Worker"]
@@ -91,6 +92,7 @@ class Worker:
             stack.callback(services.cancel_scope.cancel)
             self._runs = await stack.enter_async_context(anyio.create_task_group())
             await services.start(self.loop.keep_leases)
+            await services.start(Scheduler(self.runtime).serve)
             services.start_soon(self._announce)
             self._runs.start_soon(self._serve)
         except BaseException:

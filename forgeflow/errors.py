@@ -11,6 +11,7 @@ default message::
     ├── InputValidationError          (also a ValueError)
     ├── IdempotencyConflict           HTTP 409
     ├── RunNotFound
+    ├── ScheduleNotFound              HTTP 404
     ├── StepError
     │   ├── StepFailed
     │   ├── StepTimeout
@@ -54,6 +55,7 @@ __all__ = [
     "RecoveryLimitExceeded",
     "ResultTimeout",
     "RunNotFound",
+    "ScheduleNotFound",
     "SerializationError",
     "StepError",
     "StepFailed",
@@ -115,6 +117,10 @@ class IdempotencyConflict(ForgeflowError):
 
 class RunNotFound(ForgeflowError):
     """No run has that id."""
+
+
+class ScheduleNotFound(ForgeflowError):
+    """No schedule by that name."""
 
 
 class StepError(ForgeflowError):

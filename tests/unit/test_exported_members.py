@@ -35,6 +35,8 @@ EXPECTED = {
     "ResultTimeout",
     "RetryPolicy",
     "RunNotFound",
+    "ScheduleNotFound",
+    "ScheduleRecord",
     "RecoveryLimitExceeded",
     "SerializationError",
     "Settings",
