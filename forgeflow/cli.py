@@ -26,6 +26,7 @@ import anyio
 import structlog
 
 from . import __version__
+from ._cli_schedules import add_schedule_commands
 from ._client import Forgeflow
 from ._dashboard.terminal import Timeline, brief, dump, out, table, ts, waiting_on
 from ._definitions import Registry, default_registry
@@ -607,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("migrate", "apply pending database migrations")
     p.set_defaults(handler=cmd_migrate)
+    add_schedule_commands(command, _connect, _common)
     return parser
 
 

@@ -59,6 +59,7 @@ from ._http_requests import (
     query_choice,
     query_limit,
 )
+from ._http_schedules import schedule_routes
 from ._models import HookStatus, Outcome, WorkflowStatus
 from ._records import hook_record
 from .errors import (
@@ -521,6 +522,7 @@ def create_app(
         Route("/hooks/{hook_id:path}", e(api.hook_link), methods=["GET"]),
         Route("/hooks/{hook_id:path}", e(api.post_hook), methods=["POST"]),
         Route("/events/{event_type}", e(api.send_event), methods=["POST"]),
+        *schedule_routes(client, api.require_admin, e),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.forgeflow = api
