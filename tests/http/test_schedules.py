@@ -46,3 +46,11 @@ async def test_unknown_schedules_answer_404(http: httpx.AsyncClient) -> None:
         answer = await http.post(f"/schedules/nope/{action}")
         assert answer.status_code == 404
         assert answer.json()["error"] == "schedule_not_found"
+
+
+async def test_the_dashboard_has_a_schedules_page(http: httpx.AsyncClient) -> None:
+    """The dashboard links a Schedules page whose buttons call pause, resume and trigger."""
+    index = (await http.get("/")).text
+    assert 'href="#/schedules"' in index
+    script = (await http.get("/_dashboard/app.js")).text
+    assert "showSchedules" in script and "schedules/${name}/${action}" in script
