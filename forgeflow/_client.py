@@ -18,7 +18,7 @@ from ._durations import Duration, parse_duration
 from ._embedded import embedded_dsn
 from ._events import Emitter, Listener
 from ._executor import Executor
-from ._models import Outcome, WorkflowRecord, WorkflowStatus
+from ._models import HookRecord, Outcome, StepRecord, WorkflowRecord, WorkflowStatus
 from ._notify import Notifications
 from ._records import hook_record, run_record, step_record
 from ._runloop import RunLoop
@@ -348,6 +348,33 @@ class Forgeflow:
         # Expired by its timeout, or closed early because its run ended (resolved_at).
         when = min(t for t in (hook["expires_at"], hook["resolved_at"]) if t is not None)
         raise HookExpired(f"hook {hook_id!r} expired at {when}")
+
+    async def get_hook(self, hook_id: str) -> HookRecord:
+        """One hook, with its state, decision and url; HookNotFound if there is none."""
+        row = await self._store.get_hook(hook_id)
+        if row is None:
+            raise HookNotFound(f"no resume hook with id {hook_id!r}")
+        return hook_record(row, self.settings.base_url, self._clock.now())
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        """A run's step records in completion order (running and pending ones last)."""
+        return [step_record(r) for r in await self._store.get_run_steps(run_id)]
+
+    async def fire_timers(self, run_id: str | None = None, at: datetime | None = None) -> list[str]:
+        """Make due at ``at`` (default now) the sleep and retry timers of waiting runs."""
+        when = self._clock.now() if at is None else at
+        if when.tzinfo is None:
+            raise ValueError("at: must be timezone-aware")
+        return await self._store.fire_timers(run_id, when)
+
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations; the versions applied."""
+        return await self._store.migrate()
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the engine reads its time from (a ManualClock in tests)."""
+        return self._clock
 
     async def list_hooks(
         self, status: str | None = "active", workflow: str | None = None, limit: int = 500

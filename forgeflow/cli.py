@@ -371,7 +371,7 @@ async def cmd_hooks_resume(args: argparse.Namespace) -> int:
 
 async def cmd_migrate(args: argparse.Namespace) -> int:
     async with _connect(args, migrate=False) as ff:
-        applied = await ff._store.migrate()
+        applied = await ff.migrate()
     if args.json:
         dump({"applied": applied})
     elif applied:

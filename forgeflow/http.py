@@ -61,11 +61,11 @@ from ._http_requests import (
 )
 from ._http_schedules import schedule_routes
 from ._models import HookStatus, Outcome, WorkflowStatus
-from ._records import hook_record
 from .errors import (
     DatabaseError,
     ForgeflowError,
     HookError,
+    HookNotFound,
     IdempotencyConflict,
     InputValidationError,
     RunNotFound,
@@ -364,10 +364,10 @@ class _Api:
         return pages.recorded(decision)
 
     async def _hook_choices(self, hook_id: str) -> Response:
-        row = await self.client._store.get_hook(hook_id)
-        if row is None:
+        try:
+            record = await self.client.get_hook(hook_id)
+        except HookNotFound:
             return pages.page(404, "Link not found", "This link is not valid.")
-        record = hook_record(row, self.client.settings.base_url, self.client._clock.now())
         return pages.choices(record)
 
     # -- admin ----------------------------------------------------------------------------

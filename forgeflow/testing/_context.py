@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ._context import WorkflowContext
-from ._steps import StepRunner
+from .._context import WorkflowContext
+from .._steps import StepRunner
 
 __all__ = ["Faults", "InjectedFailure", "SimulatedCrash", "testing_context"]
 

@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from ._lease import Lease
-from ._runloop import RunLoop, new_worker_id
-from ._schedules import Scheduler
-from ._store import Record
-from ._testing_context import SimulatedCrash
-from ._testing_store import TestingStore
-from ._worker import WORKER_HEARTBEAT_SECONDS
+from .._lease import Lease
+from .._runloop import RunLoop, new_worker_id
+from .._schedules import Scheduler
+from .._store import Record
+from .._worker import WORKER_HEARTBEAT_SECONDS
+from ._context import SimulatedCrash
+from ._store import TestingStore
 
 if TYPE_CHECKING:
-    from ._client import Forgeflow
-    from ._testing_clock import ManualClock
+    from .._client import Forgeflow
+    from ._clock import ManualClock
 
 __all__ = ["TestWorker"]
 
