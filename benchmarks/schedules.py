@@ -20,8 +20,8 @@ from _common import describe_server, dsn_argument, load_line, server_dsn
 from _worker_proc import quiet_logs
 
 from forgeflow import Registry, WorkflowContext, workflow
-from forgeflow._testing_db import create_template, drop_database
 from forgeflow.testing import ManualClock, WorkflowTestEnv
+from forgeflow.testing._db import create_template, drop_database
 
 registry = Registry()
 

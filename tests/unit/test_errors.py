@@ -23,6 +23,7 @@ TREE = {
     "InputValidationError": "ForgeflowError",
     "IdempotencyConflict": "ForgeflowError",
     "RunNotFound": "ForgeflowError",
+    "ScheduleNotFound": "ForgeflowError",
     "StepError": "ForgeflowError",
     "StepFailed": "StepError",
     "StepTimeout": "StepError",
