@@ -20,6 +20,7 @@ from ._models import (
     WorkflowStatus,
 )
 from ._queues import Queue, QueueState
+from ._schedules import ScheduleRecord
 from ._settings import Settings
 from ._start_options import Debounce
 from ._steps import RetryPolicy, StepRunner
@@ -43,6 +44,7 @@ from .errors import (
     RecoveryLimitExceeded,
     ResultTimeout,
     RunNotFound,
+    ScheduleNotFound,
     SerializationError,
     StepError,
     StepFailed,
@@ -92,6 +94,8 @@ __all__ = [
     "RetryPolicy",
     "RunCheck",
     "RunNotFound",
+    "ScheduleNotFound",
+    "ScheduleRecord",
     "SerializationError",
     "Settings",
     "StepError",

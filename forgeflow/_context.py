@@ -68,8 +68,11 @@ class WorkflowContext:
         settings: EngineSettings,
         lease: Lease,
         replay_only: bool = False,
+        scheduled_at: datetime | None = None,
     ) -> None:
         self.run_id = run_id
+        #: The fire time of the schedule that started this run (UTC); None otherwise.
+        self.scheduled_at = scheduled_at
         self.workflow_name = definition.name
         self.version = definition.version
         self.started_at = started_at

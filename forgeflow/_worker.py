@@ -15,6 +15,7 @@ from ._queues import QueueClaimer
 from ._retention import parse_retention, retention_service
 from ._runloop import RunLoop
 from ._runtime import Runtime
+from ._schedules import Scheduler
 from ._store import Record
 
 __all__ = ["WORKER_HEARTBEAT_SECONDS", "WORKER_SILENCE_SECONDS", "Announcement", "Worker"]
@@ -140,6 +141,7 @@ class Worker:
             self._runs = await stack.enter_async_context(anyio.create_task_group())
             await services.start(self.loop.keep_leases)
             services.start_soon(self.announcement.keep_alive)
+            await services.start(Scheduler(self.runtime).serve)
             if self.retention is not None:
                 retention = retention_service(self.runtime, self.retention, self.worker_id)
                 await services.start(retention)

@@ -28,6 +28,7 @@ import structlog
 
 from . import __version__
 from ._cli_repair import add_repair_commands
+from ._cli_schedules import add_schedule_commands
 from ._client import Forgeflow
 from ._dashboard.terminal import Timeline, brief, dump, out, table, ts, waiting_on
 from ._definitions import Registry, default_registry
@@ -687,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("migrate", "apply pending database migrations")
     p.set_defaults(handler=cmd_migrate)
+    add_schedule_commands(command, _connect, _common)
     return parser
 
 

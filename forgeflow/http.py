@@ -60,6 +60,7 @@ from ._http_requests import (
     query_choice,
     query_limit,
 )
+from ._http_schedules import schedule_routes
 from ._models import HookStatus, Outcome, WorkflowStatus
 from .errors import (
     DatabaseError,
@@ -535,6 +536,7 @@ def create_app(
         Route("/hooks/{hook_id:path}", e(api.hook_link), methods=["GET"]),
         Route("/hooks/{hook_id:path}", e(api.post_hook), methods=["POST"]),
         Route("/events/{event_type}", e(api.send_event), methods=["POST"]),
+        *schedule_routes(client, api.require_admin, e),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.forgeflow = api

@@ -17,6 +17,7 @@ import structlog
 
 from .._lease import Lease
 from .._runloop import RunLoop, new_worker_id
+from .._schedules import Scheduler
 from .._store import Record
 from .._worker import Announcement
 from ._context import SimulatedCrash
@@ -68,6 +69,7 @@ class TestWorker:
         self.poll_interval = poll_interval
         self.loop = _CrashingLoop(self.runtime.executor, self.runtime.settings.lease_seconds)
         self._db = TestingStore(client.pool)
+        self.scheduler = Scheduler(self.runtime)
         self._lock: anyio.Lock | None = None
         self._nudge: anyio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -92,6 +94,7 @@ class TestWorker:
         announcement = Announcement(self.runtime, self.name, self.queue_list(), self.batch)
         self._announcement = announcement
         await announcement.register()
+        await self.scheduler.declare()
         # Plain asyncio tasks rather than a task group: a fixture may start the worker in
         # one task and stop it in another, which a cancel scope does not allow.
         self._tasks = [
@@ -183,22 +186,34 @@ class TestWorker:
             loop.worker_id = new_worker_id()
 
     async def settle(self) -> None:
-        """Execute everything due at the current time until nothing is left."""
+        """Fire the schedules due and execute everything due at the current time."""
         self.raise_error()
         async with self.lock():
+            await self.scheduler.fire_due()
             await self.drain()
+
+    async def _next_wakeup(self, when: datetime) -> datetime | None:
+        """The first run wake-up or schedule fire time after now, up to ``when``."""
+        due = await self._db.next_due(
+            self.clock.now(), when, self.queue_list(), self.workflow_keys()
+        )
+        fire = await self.scheduler.next_fire()
+        if fire is not None and fire <= when and (due is None or fire < due):
+            return fire
+        return due
 
     async def advance_to(self, when: datetime) -> None:
         """Run what is due now, then jump from wake-up to wake-up up to ``when``."""
         self.raise_error()
         async with self.lock():
+            await self.scheduler.fire_due()
             await self.drain()
             while True:
-                due = await self._db.next_due(
-                    self.clock.now(), when, self.queue_list(), self.workflow_keys()
-                )
+                due = await self._next_wakeup(when)
                 if due is None:
                     break
                 self.clock.set(due)
+                # Schedules first: their runs then execute with the runs woken now.
+                await self.scheduler.fire_due()
                 await self.drain()
             self.clock.set(when)

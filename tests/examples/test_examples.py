@@ -193,6 +193,18 @@ EXPECTED: dict[str, Expected] = {
             r"purged 1 old run\(s\)",
         ),
     ),
+    "nightly_report.py": Expected(
+        lines=(
+            r"nightly_report\s+0 2 \* \* \*\s+Europe/Paris\s+next Fri Mar 29 01:00:00 2024 UTC",
+            r"night of Sat 30 Mar 02:00 CET",
+            r"night of Sun 31 Mar 03:00 CEST",
+            r"digest\] weekly digest for sales, Mon 01 Apr 09:00 CEST",
+            r"night of Thu 04 Apr 02:00 CEST",
+            r"nightly_report ran 7 times, each night once",
+            r"triggered by hand: run completed, scheduled_at 2024-04-04 12:00:00\+00:00",
+            r"digest\s+paused",
+        ),
+    ),
     "scheduled_wait.py": Expected(
         lines=(
             r"Demo timing: scheduling for .* 3 seconds from now",

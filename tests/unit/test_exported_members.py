@@ -42,6 +42,8 @@ EXPECTED = {
     "RetryPolicy",
     "RunCheck",
     "RunNotFound",
+    "ScheduleNotFound",
+    "ScheduleRecord",
     "RecoveryLimitExceeded",
     "SerializationError",
     "Settings",
