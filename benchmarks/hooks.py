@@ -159,7 +159,9 @@ class Raw:
     async def own_create(self) -> tuple[float, float]:
         """A leased dummy run (not timed), then forgeflow's insert_hook statement."""
         run_id, now = str(uuid.uuid4()), datetime.now(UTC)
-        await self.conn.fetchrow(Q["insert_run"], run_id, DUMMY, 1, DUMMY, "1", None, now, 86400.0)
+        await self.conn.fetchrow(
+            Q["insert_run"], run_id, DUMMY, 1, DUMMY, "1", None, now, 86400.0, now, 0, None
+        )
         await self.conn.fetchrow(Q["claim_run"], run_id, DUMMY_WORKER, 3600.0, now)
         hook_id = f"webhook_{run_id}_approve_{secrets.token_urlsafe(24)}"
         self.runs.append(run_id)

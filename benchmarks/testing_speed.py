@@ -34,8 +34,8 @@ from _worker_proc import quiet_logs
 from pydantic import BaseModel
 
 from forgeflow import Outcome, Registry, WorkflowContext, WorkflowStatus, workflow
-from forgeflow._testing_db import DatabasePool, create_template, drop_database
 from forgeflow.testing import WorkflowTestEnv
+from forgeflow.testing._db import DatabasePool, create_template, drop_database
 
 registry = Registry()
 

@@ -1,5 +1,6 @@
 """forgeflow: durable sagas for Python on PostgreSQL."""
 
+from ._check import CheckReport, RunCheck, Verdict
 from ._client import Forgeflow
 from ._clock import Clock, SystemClock
 from ._context import WorkflowContext
@@ -7,6 +8,7 @@ from ._definitions import Registry, WorkflowDefinition, default_registry, workfl
 from ._durations import parse_duration
 from ._events import LifecycleEvent
 from ._models import (
+    BulkResult,
     Decision,
     EndReason,
     HookRecord,
@@ -17,7 +19,10 @@ from ._models import (
     WorkflowRecord,
     WorkflowStatus,
 )
+from ._queues import Queue, QueueState
+from ._schedules import ScheduleRecord
 from ._settings import Settings
+from ._start_options import Debounce
 from ._steps import RetryPolicy, StepRunner
 from ._waits import ChildHandle, EventWait, Hook
 from ._worker import Worker
@@ -29,6 +34,7 @@ from .errors import (
     DuplicateWorkflowError,
     EventTimeout,
     ForgeflowError,
+    ForkError,
     HookAlreadyUsed,
     HookError,
     HookExpired,
@@ -39,6 +45,7 @@ from .errors import (
     RecoveryLimitExceeded,
     ResultTimeout,
     RunNotFound,
+    ScheduleNotFound,
     SerializationError,
     StepError,
     StepFailed,
@@ -52,12 +59,15 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BulkResult",
+    "CheckReport",
     "ChildHandle",
     "ChildWorkflowFailed",
     "Clock",
     "ConfigurationError",
     "ContextClosed",
     "DatabaseError",
+    "Debounce",
     "Decision",
     "DuplicateWorkflowError",
     "EndReason",
@@ -65,6 +75,7 @@ __all__ = [
     "EventWait",
     "Forgeflow",
     "ForgeflowError",
+    "ForkError",
     "Hook",
     "HookAlreadyUsed",
     "HookError",
@@ -77,11 +88,16 @@ __all__ = [
     "LifecycleEvent",
     "Outcome",
     "PollTimeout",
+    "Queue",
+    "QueueState",
     "RecoveryLimitExceeded",
     "Registry",
     "ResultTimeout",
     "RetryPolicy",
+    "RunCheck",
     "RunNotFound",
+    "ScheduleNotFound",
+    "ScheduleRecord",
     "SerializationError",
     "Settings",
     "StepError",
@@ -91,6 +107,7 @@ __all__ = [
     "StepStatus",
     "StepTimeout",
     "SystemClock",
+    "Verdict",
     "WaitTimeout",
     "Worker",
     "WorkflowCancelled",

@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 import anyio
 import structlog
 
+from ._check import CheckReport, check_runs
 from ._clock import Clock, SystemClock
 from ._context import EngineSettings
 from ._definitions import Registry, WorkflowDefinition, default_registry
@@ -18,13 +19,17 @@ from ._durations import Duration, parse_duration
 from ._embedded import embedded_dsn
 from ._events import Emitter, Listener
 from ._executor import Executor
-from ._models import Outcome, WorkflowRecord, WorkflowStatus
+from ._models import BulkResult, HookRecord, Outcome, StepRecord, WorkflowRecord, WorkflowStatus
 from ._notify import Notifications
+from ._queues import QueueState, hold_reason, queue_states
 from ._records import hook_record, run_record, step_record
+from ._repair import Repairs
 from ._runloop import RunLoop
 from ._runtime import Runtime
+from ._schedules import ScheduleRecord, Schedules
 from ._serde import dumps
 from ._settings import Settings
+from ._start_options import Debounce, StartOptions, start_options
 from ._store import Store
 from ._worker import WORKER_SILENCE_SECONDS, Worker
 from .errors import (
@@ -90,7 +95,10 @@ class Forgeflow:
             self._executor,
             self._notifications,
             self._engine_settings,
+            retention=self.settings.retention,
         )
+        self._repairs = Repairs(store, self.registry, self._clock, WORKER_SILENCE_SECONDS)
+        self._schedules = Schedules(self.runtime)
 
     @classmethod
     @asynccontextmanager
@@ -210,10 +218,23 @@ class Forgeflow:
         idempotency_key: str | None = None,
         version: int | None = None,
         queue: str | None = None,
+        priority: int = 0,
+        key: str | None = None,
+        start_at: datetime | None = None,
+        delay: Duration | None = None,
+        debounce: Debounce | None = None,
     ) -> str:
-        """Write a new run (validated input; nothing written if invalid) and return its id."""
+        """Write a new run (validated input and options; nothing written if invalid)."""
         definition = self._definition(workflow, version)
+        now = self._clock.now()
+        options = start_options(
+            now, priority=priority, key=key, start_at=start_at, delay=delay, debounce=debounce
+        )
+        if debounce is not None and idempotency_key is not None:
+            raise ValueError("debounce: cannot be combined with idempotency_key")
         value = definition.validate_input(input)
+        if options.debounce is not None:
+            return await self._debounce(definition, value, queue, options, now)
         run_id, owner, created = await self._store.insert_run(
             str(uuid.uuid4()),
             definition.name,
@@ -221,8 +242,11 @@ class Forgeflow:
             queue or definition.queue,
             definition.dump_input(value),
             idempotency_key,
-            self._clock.now(),
+            now,
             definition.timeout.total_seconds(),
+            options.runnable_at,
+            options.priority,
+            options.key,
         )
         if created:
             log.info(
@@ -238,6 +262,83 @@ class Forgeflow:
             )
         return run_id
 
+    async def _debounce(
+        self,
+        definition: WorkflowDefinition[Any, Any],
+        value: Any,
+        queue: str | None,
+        options: StartOptions,
+        now: datetime,
+    ) -> str:
+        debounce = options.debounce
+        assert debounce is not None
+        longest = debounce.max_wait_delta
+        run_id, created = await self._store.debounce_run(
+            str(uuid.uuid4()),
+            definition.name,
+            definition.version,
+            queue or definition.queue,
+            definition.dump_input(value),
+            debounce.key,
+            now,
+            definition.timeout.total_seconds(),
+            now + debounce.window_delta,
+            options.priority,
+            options.key,
+            None if longest is None else now + longest,
+        )
+        log.info(
+            "run_created" if created else "run_debounced",
+            run_id=run_id,
+            workflow=definition.name,
+            debounce_key=debounce.key,
+        )
+        return run_id
+
+    async def start_many(
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        inputs: Sequence[Any],
+        *,
+        idempotency_keys: Sequence[str | None] | None = None,
+        version: int | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        key: str | None = None,
+        start_at: datetime | None = None,
+        delay: Duration | None = None,
+    ) -> list[str]:
+        """Start one run per input in one round trip; all written, or none if any is invalid."""
+        definition = self._definition(workflow, version)
+        now = self._clock.now()
+        options = start_options(now, priority=priority, key=key, start_at=start_at, delay=delay)
+        items = list(inputs)
+        ikeys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(items)
+        if len(ikeys) != len(items):
+            raise ValueError("idempotency_keys: needs one entry (or None) per input")
+        dumped = [definition.dump_input(definition.validate_input(v)) for v in items]
+        if not items:
+            return []
+        rows = [
+            (str(uuid.uuid4()), text, ik, options.runnable_at, options.priority, options.key)
+            for text, ik in zip(dumped, ikeys, strict=True)
+        ]
+        written = await self._store.insert_runs(
+            definition.name,
+            definition.version,
+            queue or definition.queue,
+            now,
+            definition.timeout.total_seconds(),
+            rows,
+        )
+        log.info(
+            "runs_created",
+            workflow=definition.name,
+            version=definition.version,
+            count=sum(created for _, created in written),
+        )
+        return [run_id for run_id, _ in written]
+
     async def status(self, run_id: str) -> WorkflowRecord:
         """The run with its steps and hooks; RunNotFound if there is none."""
         row = await self._store.get_run(run_id)
@@ -250,6 +351,8 @@ class Forgeflow:
             for h in await self._store.get_run_hooks(run_id)
         ]
         record = run_record(row, steps, hooks)
+        if record.worker is None and record.status in _CLAIMABLE and record.wait is None:
+            record.wait = await self._queue_wait(row)
         await self._explain_unclaimed([record])
         return record
 
@@ -268,6 +371,17 @@ class Forgeflow:
                     "detail": f"no live worker executes {record.workflow} v{record.version} "
                     f"on queue {record.queue!r}",
                 }
+
+    async def _queue_wait(self, row: Any) -> dict[str, str] | None:
+        now = self._clock.now()
+        if row["status"] == "created" and row["runnable_at"] > now:
+            at = row["runnable_at"].isoformat()
+            return {"kind": "delayed", "until": at, "detail": f"claimable from {at}"}
+        return await hold_reason(self._store, row, now)
+
+    async def queues(self, top_keys: int = 5) -> list[QueueState]:
+        """Per queue: executing, claimable, delayed and limited runs, and its busiest keys."""
+        return await queue_states(self._store, self._clock.now(), top_keys)
 
     async def list_runs(
         self,
@@ -405,6 +519,33 @@ class Forgeflow:
         when = min(t for t in (hook["expires_at"], hook["resolved_at"]) if t is not None)
         raise HookExpired(f"hook {hook_id!r} expired at {when}")
 
+    async def get_hook(self, hook_id: str) -> HookRecord:
+        """One hook, with its state, decision and url; HookNotFound if there is none."""
+        row = await self._store.get_hook(hook_id)
+        if row is None:
+            raise HookNotFound(f"no resume hook with id {hook_id!r}")
+        return hook_record(row, self.settings.base_url, self._clock.now())
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        """A run's step records in completion order (running and pending ones last)."""
+        return [step_record(r) for r in await self._store.get_run_steps(run_id)]
+
+    async def fire_timers(self, run_id: str | None = None, at: datetime | None = None) -> list[str]:
+        """Make due at ``at`` (default now) the sleep and retry timers of waiting runs."""
+        when = self._clock.now() if at is None else at
+        if when.tzinfo is None:
+            raise ValueError("at: must be timezone-aware")
+        return await self._store.fire_timers(run_id, when)
+
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations; the versions applied."""
+        return await self._store.migrate()
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the engine reads its time from (a ManualClock in tests)."""
+        return self._clock
+
     async def list_hooks(
         self, status: str | None = "active", workflow: str | None = None, limit: int = 500
     ) -> list[Any]:
@@ -421,7 +562,128 @@ class Forgeflow:
         log.info("event_sent", event_type=event_type, resumed=count)
         return count
 
+    # -- repairing runs and keeping the database small -----------------------------------
+
+    async def restart(self, run_id: str, version: int | None = None) -> str:
+        """Start the run's workflow again with its input (latest version unless given)."""
+        return await self._repairs.restart(run_id, version)
+
+    async def fork(self, run_id: str, from_step: str, version: int | None = None) -> str:
+        """A new run reusing the checkpoints completed before ``from_step``; its id."""
+        return await self._repairs.fork(run_id, from_step, version)
+
+    async def purge(
+        self,
+        older_than: Duration,
+        workflow: str | None = None,
+        status: WorkflowStatus | str | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete runs that ended more than ``older_than`` ago, with all their rows; how many."""
+        return await self._repairs.purge(older_than, workflow, status, dry_run)
+
+    async def cancel_many(
+        self,
+        *,
+        workflow: str | None = None,
+        status: WorkflowStatus | str | None = None,
+        since: datetime | Duration | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+        dry_run: bool = False,
+        all: bool = False,
+    ) -> BulkResult:
+        """Cancel the oldest ``limit`` runs matching the filters; what matched and acted."""
+        return await self._repairs.cancel_many(
+            workflow=workflow,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            dry_run=dry_run,
+            everything=all,
+        )
+
+    async def restart_many(
+        self,
+        *,
+        workflow: str | None = None,
+        status: WorkflowStatus | str | None = None,
+        since: datetime | Duration | None = None,
+        until: datetime | None = None,
+        version: int | None = None,
+        limit: int = 1000,
+        dry_run: bool = False,
+        all: bool = False,
+    ) -> BulkResult:
+        """Restart the oldest ``limit`` runs matching the filters; what matched and acted."""
+        return await self._repairs.restart_many(
+            workflow=workflow,
+            status=status,
+            since=since,
+            until=until,
+            version=version,
+            limit=limit,
+            dry_run=dry_run,
+            everything=all,
+        )
+
+    # -- schedules -----------------------------------------------------------------------
+
+    async def schedule(
+        self,
+        name: str,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        *,
+        cron: str,
+        input: Any = None,
+        timezone: str = "UTC",
+        catchup: str = "latest",
+    ) -> ScheduleRecord:
+        """Create or update the stored schedule ``name``; ValueError naming a bad field."""
+        definition = self._definition(workflow, None)
+        return await self._schedules.create(
+            name, definition, cron=cron, input=input, timezone=timezone, catchup=catchup
+        )
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule (decorator and stored), by name, with its next fire and last run."""
+        return await self._schedules.list()
+
+    async def get_schedule(self, name: str) -> ScheduleRecord:
+        """One schedule; ScheduleNotFound if there is none by that name."""
+        return await self._schedules.get(name)
+
+    async def pause_schedule(self, name: str) -> ScheduleRecord:
+        """Stop a schedule firing until it is resumed."""
+        return await self._schedules.pause(name)
+
+    async def resume_schedule(self, name: str) -> ScheduleRecord:
+        """Let a paused schedule fire again, from its next future fire time."""
+        return await self._schedules.resume(name)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; its runs stay."""
+        await self._schedules.delete(name)
+
+    async def trigger_schedule(self, name: str) -> str:
+        """Start one run of a schedule now (``ctx.scheduled_at`` is now); its run id."""
+        return await self._schedules.trigger(name)
+
     # -- executing -----------------------------------------------------------------------
+
+    async def check(
+        self, registry: Registry | None = None, *, workflow: str | None = None
+    ) -> CheckReport:
+        """Replay every unfinished run on ``registry``'s code (default: this client's), executing
+        and writing nothing; a verdict per run (see docs/safe-deploys.md)."""
+        return await check_runs(
+            self._store,
+            self.registry if registry is None else registry,
+            self._clock,
+            self._engine_settings,
+            workflow=workflow,
+        )
 
     def worker(self, **options: Any) -> Worker:
         """A worker sharing this client's pool (and its lease, unless ``lease=`` is given)."""

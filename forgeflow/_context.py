@@ -19,8 +19,10 @@ from . import _waits
 from ._clock import Clock
 from ._durations import Duration
 from ._events import Emitter
+from ._journal import Checkpoint, Journal, StepRow
 from ._lease import Lease
-from ._serde import decode_result, dumps, encode_result, error_info
+from ._models import StepStatus
+from ._serde import decode_result, dumps, encode_result, error_info, loads
 from ._signals import CancelSignal, EngineFault, LeaseLost, ReleaseSignal, SuspendSignal
 from ._steps import StepRunner, invoke
 from .errors import ContextClosed
@@ -30,22 +32,19 @@ if TYPE_CHECKING:
     from ._models import Decision
     from ._store import Store
 
-__all__ = ["EngineSettings", "StepRow", "WorkflowContext"]
+__all__ = ["FINISHED", "PATCH_KIND", "EngineSettings", "WorkflowContext", "patch_step"]
 
 T = TypeVar("T")
 
+#: The kind of the checkpoint that records a ``ctx.patched(...)`` decision.
+PATCH_KIND = "patch"
+#: Checkpoint statuses that mean "this point was passed": replay serves them, never redoes them.
+FINISHED = frozenset({"completed", "compensated", "failed", "skipped"})
 
-class StepRow(NamedTuple):
-    """A checkpoint as the context sees it (same order as the load_steps query)."""
 
-    name: str
-    kind: str
-    status: str
-    result: str | None
-    result_type: str | None
-    error: str | None
-    attempts: int
-    completed_at: datetime | None
+def patch_step(patch_id: str) -> str:
+    """The checkpoint name of patch ``patch_id``'s decision."""
+    return f"patch:{patch_id}"
 
 
 class EngineSettings(NamedTuple):
@@ -56,13 +55,6 @@ class EngineSettings(NamedTuple):
     base_url: str = "http://localhost:8000"
     #: Seconds a step attempt runs before a 'running' checkpoint shows it (off the hot path).
     running_after: float = 1.0
-
-
-class _Compensation(NamedTuple):
-    step: str
-    fn: Callable[[Any], Any]
-    result: Any
-    done: bool
 
 
 class WorkflowContext:
@@ -82,8 +74,11 @@ class WorkflowContext:
         settings: EngineSettings,
         lease: Lease,
         replay_only: bool = False,
+        scheduled_at: datetime | None = None,
     ) -> None:
         self.run_id = run_id
+        #: The fire time of the schedule that started this run (UTC); None otherwise.
+        self.scheduled_at = scheduled_at
         self.workflow_name = definition.name
         self.version = definition.version
         self.started_at = started_at
@@ -91,7 +86,8 @@ class WorkflowContext:
             run_id=run_id, workflow=definition.name, version=definition.version
         )
         self._definition = definition
-        self._steps = steps
+        #: The run's checkpoints, compensation stack and workflow time (engine side).
+        self.journal = Journal(steps, started_at)
         self._store = store
         self._registry = registry
         self._clock = clock
@@ -101,11 +97,9 @@ class WorkflowContext:
         self._worker = lease.worker_id
         #: The step a replay-only execution stopped at (what it would have run next).
         self.blocked_step: str | None = None
-        self._names: dict[str, int] = {}
-        self._compensations: list[_Compensation] = []
-        self._time = started_at
         self._rng = _random.Random(run_id)
         self._replay_only = replay_only
+        self._patches: dict[str, bool] = {}
         self.cancel_requested = False
         self._releasing = False
         self._interrupt = anyio.Event()
@@ -140,7 +134,7 @@ class WorkflowContext:
         results: list[Any] = [None] * len(runners)
         # Concurrent steps cannot share the run's one connection: use the pool meanwhile.
         held, self._store = self._store, self._store.bind(self._store.pool)
-        before, mark = self._time, len(self._compensations)
+        before, mark = self.journal.time, self.journal.compensation_mark
 
         failures: list[Exception] = []
 
@@ -176,13 +170,13 @@ class WorkflowContext:
         position = {runner.name: index for index, runner in enumerate(runners)}
 
         def completed(step: str) -> datetime:
-            row = self._steps.get(step)
+            row = self.journal.get(step)
             return (row.completed_at if row is not None else None) or before
 
-        self._time = max([before, *(completed(r.name) for r in runners)])
-        block = self._compensations[mark:]
-        block.sort(key=lambda e: (completed(e.step), position.get(e.step, len(position))))
-        self._compensations[mark:] = block
+        self.journal.time = max([before, *(completed(r.name) for r in runners)])
+        self.journal.order_compensations_since(
+            mark, lambda e: (completed(e.step), position.get(e.step, len(position)))
+        )
 
     def idempotency_key(self, step: str) -> str:
         """A key stable across replays and retries of ``step``, for external APIs."""
@@ -196,11 +190,11 @@ class WorkflowContext:
 
     def workflow_time(self) -> datetime:
         """The time of the latest checkpoint before this point: identical on replay."""
-        return self._time
+        return self.journal.time
 
     def elapsed(self) -> timedelta:
         """Workflow time since the run started."""
-        return self._time - self.started_at
+        return self.journal.time - self.started_at
 
     def random(self) -> float:
         """A float in [0, 1) from a generator seeded by the run id: identical on replay."""
@@ -210,87 +204,140 @@ class WorkflowContext:
         """A version-4 UUID from the run's seeded generator: identical on replay."""
         return uuid.UUID(int=self._rng.getrandbits(128), version=4)
 
+    # -- changing code under runs in flight -------------------------------------------
+
+    async def patched(self, patch_id: str) -> bool:
+        """True if this run reaches this point on the new code; False if it passed it before.
+
+        The decision is checkpointed (``patch:<patch_id>``) the first time a run makes it,
+        so every later replay takes the same branch. A run still replaying checkpoints
+        recorded after this point passed it before the patch existed: False. A run whose
+        replay is over (what comes next is new work) and a new run: True.
+        """
+        name = patch_step(patch_id)
+        decided = self._patches.get(name)
+        if decided is not None:
+            return decided
+        row = self.journal.get(name)
+        if row is not None and row.status == StepStatus.COMPLETED:
+            decided = loads(row.result) is True
+        else:
+            decided = not self._replay_pending()
+            # A replay-only execution (a rollback, `forgeflow check`) writes nothing: the
+            # same history gives the same answer the next time.
+            if not self._replay_only and not self.cancel_requested:
+                now = self._clock.now()
+                await self._checkpoint(
+                    Checkpoint(
+                        name,
+                        PATCH_KIND,
+                        StepStatus.COMPLETED,
+                        result=dumps(decided),
+                        started_at=now,
+                        completed_at=now,
+                    )
+                )
+        self._patches[name] = decided
+        return decided
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """Mark patch ``patch_id`` as kept on its new branch only (the old one is gone).
+
+        Nothing is read or written at run time; ``forgeflow check`` reports any run in
+        flight whose recorded decision took the old branch.
+        """
+        self._patches.setdefault(patch_step(patch_id), True)
+
+    def _replay_pending(self) -> bool:
+        # Recorded checkpoints this execution has not reached yet mean the run's history
+        # goes on past this point: it is still replaying. Names are reached through
+        # self._name (steps, waits, children), in call order.
+        reached = self.journal.names_given()
+        return any(
+            row.kind != PATCH_KIND and row.status in FINISHED and row.name not in reached
+            for row in self.journal.rows()
+        )
+
     # -- low-level API ---------------------------------------------------------------
 
     def is_step_completed(self, name: str) -> bool:
         """True if ``name`` has a completed checkpoint."""
-        row = self._steps.get(name)
+        row = self.journal.get(name)
         return row is not None and row.status in ("completed", "compensated")
 
     def get_step_result(self, name: str, type: Any = None) -> Any:
         """The checkpointed result of ``name`` (validated as ``type`` if given), or None."""
-        row = self._steps.get(name)
+        row = self.journal.get(name)
         if row is None or row.status not in ("completed", "compensated"):
             return None
         return decode_result(row.result, row.result_type, type)
 
     def step_attempts(self, name: str) -> int:
         """How many attempts of ``name`` have been recorded (durably) so far."""
-        row = self._steps.get(name)
+        row = self.journal.get(name)
         return 0 if row is None else row.attempts
 
     async def record_step_start(self, name: str, input: Any = None) -> int:
         """Record that an attempt of ``name`` begins; returns its attempt number."""
         self._before_new_work(name)
-        row = self._steps.get(name)
+        row = self.journal.get(name)
         attempt = (row.attempts if row is not None else 0) + 1
         error = row.error if row is not None else None
         await self._checkpoint(
-            name,
-            "step",
-            "running",
-            None,
-            None,
-            error,
-            attempt,
-            self._clock.now(),
-            None,
-            dumps(input) if input is not None else None,
+            Checkpoint(
+                name,
+                "step",
+                StepStatus.RUNNING,
+                error=error,
+                attempts=attempt,
+                started_at=self._clock.now(),
+                input=dumps(input) if input is not None else None,
+            )
         )
         return attempt
 
     async def record_step_complete(self, name: str, result: Any) -> None:
         """Checkpoint ``result`` as the outcome of ``name``."""
-        row = self._steps.get(name)
+        row = self.journal.get(name)
         text, tag = encode_result(result, name)
         now = self._clock.now()
+        attempts = row.attempts if row else 1
         await self._checkpoint(
-            name, "step", "completed", text, tag, None, row.attempts if row else 1, None, now
+            Checkpoint(name, "step", StepStatus.COMPLETED, text, tag, None, attempts, None, now)
         )
-        self._time = now
+        self.journal.reached(now)
         await self._emit("step_completed", step=name)
 
     async def record_step_failure(self, name: str, error: BaseException | str) -> None:
         """Record that the latest attempt of ``name`` failed with ``error``."""
-        row = self._steps.get(name)
+        row = self.journal.get(name)
         info = (
             error_info(error)
             if isinstance(error, BaseException)
             else {"type": "Error", "message": str(error)}
         )
         await self._checkpoint(
-            name,
-            "step",
-            "failed",
-            None,
-            None,
-            dumps(info),
-            row.attempts if row else 1,
-            None,
-            self._clock.now(),
+            Checkpoint(
+                name,
+                "step",
+                StepStatus.FAILED,
+                error=dumps(info),
+                attempts=row.attempts if row else 1,
+                completed_at=self._clock.now(),
+            )
         )
         await self._emit("step_failed", step=name, error=info["message"])
 
     def add_compensation(self, step: str, fn: Callable[[Any], Any], result: Any = None) -> None:
         """Register ``fn(result)`` as the undo of ``step`` (for the low-level API)."""
-        row = self._steps.get(step)
-        self._push_compensation(step, fn, result, row is not None and row.status == "compensated")
+        row = self.journal.get(step)
+        done = row is not None and row.status == StepStatus.COMPENSATED
+        self.journal.push_compensation(step, fn, result, done)
 
     async def run_compensation(self) -> list[BaseException]:
         """Run the registered compensations now, newest first; returns those that failed."""
         errors: list[BaseException] = []
-        while self._compensations:
-            entry = self._compensations.pop()
+        while (entry := self.journal.pop_compensation()) is not None:
             if entry.done:
                 continue
             now = self._clock.now()
@@ -315,7 +362,7 @@ class WorkflowContext:
     @property
     def has_compensations(self) -> bool:
         """True if any compensation has been registered in this run."""
-        return bool(self._compensations)
+        return self.journal.has_compensations
 
     # -- durable waits ---------------------------------------------------------------
 
@@ -401,9 +448,7 @@ class WorkflowContext:
     # -- engine side (used by steps, waits and the executor) -------------------------
 
     def _name(self, name: str) -> str:
-        count = self._names.get(name, 0) + 1
-        self._names[name] = count
-        return name if count == 1 else f"{name}#{count}"
+        return self.journal.next_name(name)
 
     def _before_new_work(self, step: str | None = None) -> None:
         # Called before anything is done for the first time: replay ends here.
@@ -419,43 +464,12 @@ class WorkflowContext:
         if self._releasing:
             raise ReleaseSignal()
 
-    def _push_compensation(
-        self, step: str, fn: Callable[[Any], Any], result: Any, done: bool
-    ) -> None:
-        self._compensations.append(_Compensation(step, fn, result, done))
-
-    async def _checkpoint(
-        self,
-        name: str,
-        kind: str,
-        status: str,
-        result: str | None,
-        result_type: str | None,
-        error: str | None,
-        attempts: int,
-        started: datetime | None,
-        completed: datetime | None,
-        step_input: str | None = None,
-    ) -> None:
-        cancel = await self._store.checkpoint_step(
-            self.run_id,
-            self._worker,
-            name,
-            kind,
-            status,
-            result,
-            result_type,
-            error,
-            attempts,
-            started,
-            completed,
-            step_input,
-        )
+    async def _checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Write ``checkpoint`` (refused, and LeaseLost, if this worker lost the lease)."""
+        cancel = await self._store.checkpoint_step(self.run_id, self._worker, checkpoint)
         if cancel is None:
             raise LeaseLost()
-        self._steps[name] = StepRow(
-            name, kind, status, result, result_type, error, attempts, completed
-        )
+        self.journal.record(checkpoint)
         if cancel and not self.cancel_requested:
             self.request_cancel()
 
@@ -489,10 +503,11 @@ class WorkflowContext:
 
     async def _write_running(self, name: str, attempt: int, started: datetime) -> None:
         try:
-            cancel = await self._store.bind(self._store.pool).checkpoint_step(
-                self.run_id, self._worker, name, "step", "running", None, None, None,
-                attempt, started, None,
-            )  # fmt: skip
+            marker = Checkpoint(
+                name, "step", StepStatus.RUNNING, attempts=attempt, started_at=started
+            )
+            store = self._store.bind(self._store.pool)
+            cancel = await store.checkpoint_step(self.run_id, self._worker, marker)
         except Exception as exc:  # only a display: the step's own checkpoint decides
             self.log.debug("step_running_not_shown", step=name, error=str(exc))
             return

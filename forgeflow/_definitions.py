@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
+from ._cron import ScheduleSpec
 from ._durations import Duration, parse_duration
+from ._queues import Queue
 from .errors import (
     ConfigurationError,
     DuplicateWorkflowError,
@@ -50,6 +52,10 @@ class WorkflowDefinition(Generic[I, O]):
     takes_input: bool = True
     input_adapter: TypeAdapter[Any] = field(repr=False, default=TypeAdapter(Any))
     output_adapter: TypeAdapter[Any] = field(repr=False, default=TypeAdapter(Any))
+    #: The cron schedule declared on the decorator (a schedule named after the workflow).
+    schedule: ScheduleSpec | None = None
+    #: The default of the function's input parameter (``inspect.Parameter.empty`` if none).
+    input_default: Any = field(repr=False, default=inspect.Parameter.empty)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -72,6 +78,21 @@ class WorkflowDefinition(Generic[I, O]):
                 errors=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
             ) from None
 
+    def schedule_input(self, value: Any = None) -> str:
+        """The JSON input a schedule starts runs with; ValueError naming ``input`` if none."""
+        if value is None and self.takes_input:
+            if self.input_default is not inspect.Parameter.empty:
+                value = self.input_default
+            else:
+                try:
+                    self.input_adapter.validate_python(None)
+                except ValidationError:
+                    raise ValueError(
+                        f"input: workflow {self.name!r} takes an input without a default; "
+                        "give the schedule an input= or the parameter a default"
+                    ) from None
+        return self.dump_input(self.validate_input(value))
+
     def dump_input(self, value: Any) -> str:
         """Serialize a validated input to JSON text."""
         return self.input_adapter.dump_json(value).decode()
@@ -92,6 +113,25 @@ class Registry:
 
     def __init__(self) -> None:
         self._by_name: dict[str, dict[int, WorkflowDefinition[Any, Any]]] = {}
+        self._queues: dict[str, Queue] = {}
+
+    def add_queue(self, queue: Queue) -> Queue:
+        """Declare a queue's limits here (workers serving it write them to the database)."""
+        known = self._queues.get(queue.name)
+        if known is not None and known != queue:
+            raise ValueError(
+                f"queue: {queue.name!r} is already declared with other limits ({known!r})"
+            )
+        self._queues[queue.name] = queue
+        return queue
+
+    def queues(self) -> list[Queue]:
+        """The queues declared in this registry."""
+        return list(self._queues.values())
+
+    def queue_names(self) -> list[str]:
+        """Every queue the registered workflows name, declared or not, sorted."""
+        return sorted({d.queue for d in self.definitions()})
 
     def register(self, definition: WorkflowDefinition[Any, Any]) -> None:
         """Add a definition; raise DuplicateWorkflowError if (name, version) is taken."""
@@ -207,9 +247,12 @@ def workflow(
     timeout: Duration = "24h",
     name: str | None = None,
     deprecated: bool = False,
-    queue: str = "default",
+    queue: Queue | str = "default",
     registry: Registry | None = None,
     max_recoveries: int = 10,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    catchup: str = "latest",
 ) -> _Decorator: ...
 
 
@@ -221,13 +264,18 @@ def workflow(
     timeout: Duration = "24h",
     name: str | None = None,
     deprecated: bool = False,
-    queue: str = "default",
+    queue: Queue | str = "default",
     registry: Registry | None = None,
     max_recoveries: int = 10,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    catchup: str = "latest",
 ) -> Any:
     """Declare an ``async def`` as a durable workflow with a version and a timeout.
 
     ``@workflow`` alone is ``@workflow(version=1)``; options are keyword arguments.
+    ``schedule="*/15 * * * *"`` (with ``timezone=`` and ``catchup=``) also declares a
+    schedule named after the workflow, which every worker keeps in the database.
     """
     if fn is not None and not callable(fn):
         raise TypeError(
@@ -246,6 +294,13 @@ def workflow(
         or max_recoveries < 1
     ):
         raise ValueError(f"max_recoveries: expected a positive integer, got {max_recoveries!r}")
+    if not isinstance(queue, Queue | str) or not queue:
+        raise ValueError(f"queue: expected a Queue or a queue name, got {queue!r}")
+    target = registry if registry is not None else default_registry
+    if isinstance(queue, Queue):
+        target.add_queue(queue)
+    queue_name = queue.name if isinstance(queue, Queue) else queue
+    spec = None if schedule is None else ScheduleSpec(schedule, timezone, catchup)
     # The frame applying the decorator: its locals are read when the function arrives.
     caller = sys._getframe(1)
 
@@ -265,15 +320,19 @@ def workflow(
             version=version,
             timeout=limit,
             deprecated=deprecated,
-            queue=queue,
+            queue=queue_name,
             max_recoveries=max_recoveries,
             input_type=input_type,
             output_type=output_type,
             takes_input=takes_input,
             input_adapter=TypeAdapter(input_type),
             output_adapter=TypeAdapter(output_type),
+            schedule=spec,
+            input_default=params[1].default if takes_input else inspect.Parameter.empty,
         )
-        (registry if registry is not None else default_registry).register(definition)
+        if spec is not None:
+            definition.schedule_input()  # a scheduled workflow's input needs a default
+        target.register(definition)
         return definition
 
     return decorate if fn is None else decorate(fn)

@@ -9,9 +9,10 @@ import anyio
 import structlog
 
 from ._clock import Clock
-from ._context import EngineSettings, StepRow, WorkflowContext
+from ._context import EngineSettings, WorkflowContext
 from ._definitions import Registry, WorkflowDefinition
 from ._events import Emitter
+from ._journal import StepRow
 from ._lease import Lease
 from ._serde import dumps, error_info
 from ._signals import CancelSignal, EngineFault, LeaseLost, ReleaseSignal, SuspendSignal
@@ -111,12 +112,14 @@ class Executor:
         self, store: Store, run: Record, definition: WorkflowDefinition[Any, Any], lease: Lease
     ) -> str:
         run_id: str = run["id"]
-        steps = {r["name"]: StepRow(*r) for r in await store.load_steps(run_id)}
+        rows, scheduled_at = await store.load_replay(run_id)
+        steps = {r["name"]: StepRow(*tuple(r)[:8]) for r in rows}
         stop = self._stop_reason(run, definition)
         ctx = self.context_class(
             run_id=run_id,
             definition=definition,
             started_at=run["started_at"],
+            scheduled_at=scheduled_at,
             steps=steps,
             store=store,
             registry=self.registry,
@@ -155,7 +158,7 @@ class Executor:
         run: Record,
         stop: str | None,
     ) -> str:
-        first = not ctx._steps and run["status"] != "compensating"
+        first = not len(ctx.journal) and run["status"] != "compensating"
         await ctx._emit("run_started" if first else "run_resumed")
         reason: str
         error: BaseException

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "BulkResult",
     "Decision",
     "EndReason",
     "HookRecord",
@@ -138,6 +139,8 @@ class WorkflowRecord(BaseModel):
     version: int
     queue: str
     status: WorkflowStatus
+    priority: int = 0
+    key: str | None = None  # the concurrency key given to start
     input: Any = None
     output: Any = None
     error: Any = None
@@ -154,6 +157,14 @@ class WorkflowRecord(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    #: The run this one restarts (same input, executed from the start).
+    restarted_from: str | None = None
+    #: The run this one was forked from, and the step it executes anew from.
+    forked_from: str | None = None
+    forked_from_step: str | None = None
+    #: The schedule that started the run and its fire time (None for other runs).
+    schedule: str | None = None
+    scheduled_at: datetime | None = None
     steps: list[StepRecord] = []
     hooks: list[HookRecord] = []
 
@@ -161,3 +172,17 @@ class WorkflowRecord(BaseModel):
     def is_terminal(self) -> bool:
         """True once the run can no longer change."""
         return self.status.is_terminal
+
+
+class BulkResult(BaseModel):
+    """What a bulk operation (or its dry run) matched and acted on."""
+
+    #: How many runs match the filters (all of them, not only the first ``limit``).
+    matched: int
+    #: How many were cancelled or restarted (0 on a dry run).
+    acted: int
+    #: The runs acted on (a dry run: the runs that would be), at most ``limit``.
+    run_ids: list[str] = []
+    #: For a restart, the new runs' ids in the order of ``run_ids``.
+    new_run_ids: list[str] = []
+    dry_run: bool = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from ._clock import Clock
 from ._context import EngineSettings
@@ -24,6 +25,8 @@ class Runtime:
     executor: Executor
     notifications: Notifications
     settings: EngineSettings
+    #: How long finished runs are kept; workers delete older ones (None: forever).
+    retention: timedelta | None = None
 
     def workflow_keys(self) -> list[tuple[str, int]]:
         """The (workflow, version) pairs this process can execute."""

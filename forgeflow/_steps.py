@@ -14,8 +14,10 @@ import anyio
 import anyio.to_thread
 
 from ._durations import Duration, parse_duration
+from ._journal import Checkpoint
+from ._models import StepStatus
 from ._serde import decode_result, dumps, encode_result, error_info, loads, return_type
-from .errors import SerializationError, StepFailed, StepTimeout
+from .errors import DatabaseError, SerializationError, StepFailed, StepTimeout
 
 if TYPE_CHECKING:
     from ._context import WorkflowContext
@@ -151,7 +153,7 @@ class StepRunner(Generic[T]):
         """Execute the step, or return its checkpointed result on replay."""
         self._ran = True
         ctx = self._ctx
-        row = ctx._steps.get(self.name)
+        row = ctx.journal.get(self.name)
         attempts = 0
         retry_at: datetime | None = None
         if row is not None:
@@ -185,11 +187,10 @@ class StepRunner(Generic[T]):
         ann = return_type(self._fn)
         value: T = decode_result(row.result, row.result_type, ann)
         ctx = self._ctx
-        ctx._time = row.completed_at or ctx._time
+        ctx.journal.reached(row.completed_at)
         if self._compensation is not None:
-            ctx._push_compensation(
-                self.name, self._compensation, value, row.status == "compensated"
-            )
+            done = row.status == StepStatus.COMPENSATED
+            ctx.journal.push_compensation(self.name, self._compensation, value, done)
         return value
 
     async def _attempts(self, attempt: int) -> T:
@@ -221,12 +222,32 @@ class StepRunner(Generic[T]):
                 raise
             ctx._attempt_ended(self.name)
             completed = clock.now()
-            await ctx._checkpoint(
-                self.name, "step", "completed", text, tag, None, attempt, started, completed
-            )
-            ctx._time = completed
+            try:
+                await ctx._checkpoint(
+                    Checkpoint(
+                        self.name,
+                        "step",
+                        StepStatus.COMPLETED,
+                        text,
+                        tag,
+                        None,
+                        attempt,
+                        started,
+                        completed,
+                    )
+                )
+            except DatabaseError as exc:
+                # PostgreSQL refused the result itself (a data exception: a NUL character
+                # in a string, a number jsonb cannot hold). Trying again cannot help: the
+                # step fails like any result that cannot be stored.
+                problem = SerializationError(
+                    f"step {self.name!r}: its result cannot be stored: {exc.message}",
+                    step=self.name,
+                )
+                return await self._failed(problem, attempt, started)
+            ctx.journal.reached(completed)
             if self._compensation is not None:
-                ctx._push_compensation(self.name, self._compensation, value, False)
+                ctx.journal.push_compensation(self.name, self._compensation, value)
             await ctx._emit(
                 "step_completed",
                 step=self.name,
@@ -242,7 +263,14 @@ class StepRunner(Generic[T]):
         retry_at = ctx._clock.now() + timedelta(seconds=delay)
         error = {**error_info(exc), "retry_at": retry_at.isoformat()}
         await ctx._checkpoint(
-            self.name, "step", "running", None, None, dumps(error), attempt, started, None
+            Checkpoint(
+                self.name,
+                "step",
+                StepStatus.RUNNING,
+                error=dumps(error),
+                attempts=attempt,
+                started_at=started,
+            )
         )
         await ctx._emit(
             "step_failed",
@@ -257,9 +285,17 @@ class StepRunner(Generic[T]):
     async def _failed(self, exc: Exception, attempt: int, started: datetime) -> T:
         ctx = self._ctx
         error = error_info(exc)
-        status = "skipped" if self._optional else "failed"
+        status = StepStatus.SKIPPED if self._optional else StepStatus.FAILED
         await ctx._checkpoint(
-            self.name, "step", status, None, None, dumps(error), attempt, started, ctx._clock.now()
+            Checkpoint(
+                self.name,
+                "step",
+                status,
+                error=dumps(error),
+                attempts=attempt,
+                started_at=started,
+                completed_at=ctx._clock.now(),
+            )
         )
         await ctx._emit(
             "step_failed",

@@ -8,6 +8,7 @@ executing runs. It knows nothing of workflows, contexts or workers.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ import anyio
 import asyncpg
 import structlog
 
+from ._journal import Checkpoint
 from ._migrations import apply_migrations
 from ._signals import EngineFault
 from ._sql import QUERIES as Q
@@ -26,6 +28,8 @@ from .errors import DatabaseError
 __all__ = ["Store"]
 
 Record = asyncpg.Record
+# How many times a limited claim is sent again after losing a race for a queue's row.
+_CLAIM_RETRIES = 5
 TERMINAL = ("completed", "compensated", "failed")
 log = structlog.get_logger("forgeflow.store")
 
@@ -139,7 +143,13 @@ class Store:
         raise AssertionError("unreachable")
 
     def _wrap(self, name: str, exc: BaseException) -> BaseException:
-        if self._engine:
+        # A data exception (class 22) or a constraint violation (23) is about the values
+        # sent, not the machinery: sending them again would fail again, so it is never
+        # an engine fault (that would hand the run back and retry it forever).
+        about_the_data = isinstance(exc, asyncpg.PostgresError) and str(
+            exc.sqlstate or ""
+        ).startswith(("22", "23"))
+        if self._engine and not about_the_data:
             return EngineFault(name, exc)
         return DatabaseError(f"{name}: {exc}")
 
@@ -166,6 +176,9 @@ class Store:
         idempotency_key: str | None,
         now: datetime,
         timeout_seconds: float,
+        runnable_at: datetime | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
     ) -> tuple[str, str, bool]:
         """Write a new run (and NOTIFY workers); returns (run id, its workflow, created).
 
@@ -173,14 +186,66 @@ class Store:
         returned are those of the run holding the key.
         """
         args = (run_id, workflow, version, queue, input_json, idempotency_key, now)
+        extra = (runnable_at or now, priority, concurrency_key)
         while True:
-            row = await self._fetchrow("insert_run", *args, timeout_seconds)
+            row = await self._fetchrow("insert_run", *args, timeout_seconds, *extra)
             if row is not None:
                 return row["id"], workflow, True
             existing = await self._fetchrow("run_by_idempotency_key", idempotency_key)
             # None only if the run holding the key was deleted in between: insert again.
             if existing is not None:
                 return existing["id"], existing["workflow"], False
+
+    async def insert_runs(
+        self,
+        workflow: str,
+        version: int,
+        queue: str,
+        now: datetime,
+        timeout_seconds: float,
+        runs: Sequence[tuple[str, str, str | None, datetime, int, str | None]],
+    ) -> list[tuple[str, bool]]:
+        """Write a batch of runs in one statement: (id, input, idempotency key, runnable
+        at, priority, key) each; returns (run id, created) in the same order."""
+        ids, inputs, ikeys, at, priorities, keys = ([run[i] for run in runs] for i in range(6))
+        rows = await self._fetch(
+            "insert_runs",
+            ids,
+            workflow,
+            version,
+            queue,
+            inputs,
+            ikeys,
+            now,
+            timeout_seconds,
+            at,
+            priorities,
+            keys,
+        )
+        return [(r["id"], r["created"]) for r in rows]
+
+    async def debounce_run(
+        self,
+        run_id: str,
+        workflow: str,
+        version: int,
+        queue: str,
+        input_json: str,
+        debounce_key: str,
+        now: datetime,
+        timeout_seconds: float,
+        runnable_at: datetime,
+        priority: int,
+        concurrency_key: str | None,
+        latest: datetime | None,
+    ) -> tuple[str, bool]:
+        """Create the pending run of a debounce key, or update the one still pending;
+        returns (run id, created)."""
+        args = (run_id, workflow, version, queue, input_json, debounce_key, now)
+        rest = (timeout_seconds, runnable_at, priority, concurrency_key, latest)
+        row = await self._fetchrow("debounce_run", *args, *rest)
+        assert row is not None  # an upsert always returns its row
+        return row["id"], row["created"]
 
     async def claim_runs(
         self,
@@ -194,6 +259,74 @@ class Store:
         """Lease up to ``limit`` runnable runs of the given (workflow, version) keys."""
         args = (now, list(queues), [f"{n}:{v}" for n, v in keys], limit, worker, lease_seconds)
         return await self._fetch("claim_runs", *args)
+
+    async def claim_limited_runs(
+        self,
+        now: datetime,
+        queues: Sequence[str],
+        keys: Sequence[tuple[str, int]],
+        limit: int,
+        worker: str,
+        lease_seconds: float,
+    ) -> list[Record]:
+        """Lease up to ``limit`` runs of limited queues, within their limits.
+
+        One statement; when another claim on one of the queues committed after the
+        statement's snapshot, it claims nothing there and is sent again (see
+        ``claim_limited_runs`` in queries.sql), a bounded number of times.
+        """
+        names = [f"{n}:{v}" for n, v in keys]
+        claimed: list[Record] = []
+        for _ in range(_CLAIM_RETRIES):
+            rows = await self._fetch(
+                "claim_limited_runs",
+                now,
+                list(queues),
+                names,
+                limit - len(claimed),
+                worker,
+                lease_seconds,
+            )
+            claimed += [r for r in rows if r["id"] is not None]
+            if rows[0]["locked_queues"] == rows[0]["limited_queues"] or len(claimed) >= limit:
+                break
+        return claimed
+
+    async def next_limited_wake(
+        self, now: datetime, queues: Sequence[str], keys: Sequence[tuple[str, int]]
+    ) -> datetime | None:
+        """When a limited queue's timer comes due or its rate window lets a start through."""
+        names = [f"{n}:{v}" for n, v in keys]
+        value: datetime | None = await self._fetchval("next_limited_wake", now, list(queues), names)
+        return value
+
+    async def declare_queue(
+        self,
+        name: str,
+        concurrency: int | None,
+        key_concurrency: int | None,
+        rate_limit: int | None,
+        rate_period: float | None,
+    ) -> None:
+        """Create or update a queue's limits."""
+        args = (name, concurrency, key_concurrency, rate_limit, rate_period)
+        await self._fetch("declare_queue", *args)
+
+    async def limited_queues(self, queues: Sequence[str]) -> list[str]:
+        """Those of ``queues`` that have a limit."""
+        return [r["name"] for r in await self._fetch("limited_queues", list(queues))]
+
+    async def queue_stats(self, now: datetime) -> list[Record]:
+        """Per queue: its limits and its executing, claimable, delayed, limited runs."""
+        return await self._fetch("queue_stats", now)
+
+    async def queue_top_keys(self, now: datetime, per_queue: int) -> list[Record]:
+        """The busiest concurrency keys of each queue."""
+        return await self._fetch("queue_top_keys", now, per_queue)
+
+    async def queue_hold(self, queue: str, key: str | None, now: datetime) -> Record | None:
+        """A limited queue's limits and their current use (None if it has none)."""
+        return await self._fetchrow("queue_hold", queue, key, now)
 
     async def claim_run(
         self, run_id: str, worker: str, lease_seconds: float, now: datetime
@@ -214,35 +347,24 @@ class Store:
         return await self._fetch("load_steps", run_id)
 
     async def checkpoint_step(
-        self,
-        run_id: str,
-        worker: str,
-        name: str,
-        kind: str,
-        status: str,
-        result: str | None,
-        result_type: str | None,
-        error: str | None,
-        attempts: int,
-        started_at: datetime | None,
-        completed_at: datetime | None,
-        step_input: str | None = None,
+        self, run_id: str, worker: str, checkpoint: Checkpoint
     ) -> bool | None:
         """Write a checkpoint if ``worker`` holds the lease: cancel_requested, or None if not."""
+        c = checkpoint
         value: bool | None = await self._fetchval(
             "checkpoint_step",
             run_id,
             worker,
-            name,
-            kind,
-            status,
-            result,
-            result_type,
-            error,
-            attempts,
-            started_at,
-            completed_at,
-            step_input,
+            c.name,
+            c.kind,
+            c.status.value,
+            c.result,
+            c.result_type,
+            c.error,
+            c.attempts,
+            c.started_at,
+            c.completed_at,
+            c.input,
         )
         return value
 
@@ -469,3 +591,212 @@ class Store:
     async def live_workers_for(self, key: str, queue: str, within_seconds: float) -> int:
         """How many workers seen in the last ``within_seconds`` execute ``key`` on ``queue``."""
         return int(await self._fetchval("live_workers_for", key, queue, within_seconds))
+
+    # -- repairing runs and retention ----------------------------------------------------
+
+    async def run_source(self, run_id: str) -> Record | None:
+        """What a restart or a fork of ``run_id`` needs from it."""
+        return await self._fetchrow("run_source", run_id)
+
+    async def fork_source_steps(self, run_id: str) -> list[Record]:
+        """A run's checkpoints in completion order, with their compensation state."""
+        return await self._fetch("fork_source_steps", run_id)
+
+    async def live_worker_versions(self, workflow: str, within_seconds: float) -> list[int]:
+        """The versions of ``workflow`` that workers seen lately can execute."""
+        rows = await self._fetch("live_worker_versions", workflow, within_seconds)
+        return sorted(int(r["version"]) for r in rows)
+
+    async def insert_linked_run(
+        self,
+        run_id: str,
+        workflow: str,
+        version: int,
+        queue: str,
+        input_json: str,
+        now: datetime,
+        timeout_seconds: float,
+        *,
+        restarted_from: str | None = None,
+        forked_from: str | None = None,
+        forked_from_step: str | None = None,
+        copy_steps: Sequence[str] = (),
+    ) -> int:
+        """Write a restart or a fork (with copies of ``copy_steps``); how many were copied."""
+        args = (run_id, workflow, version, queue, input_json, now, timeout_seconds)
+        lineage = (restarted_from, forked_from, forked_from_step, forked_from, list(copy_steps))
+        row = await self._fetchrow("insert_linked_run", *args, *lineage)
+        return 0 if row is None else int(row["copied"])
+
+    async def purge_batch(
+        self,
+        cutoff: datetime,
+        workflow: str | None,
+        status: str | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+        dry_run: bool,
+    ) -> Record:
+        """Delete (or count) one batch of finished run trees; see the query's comment."""
+        at, rid = after if after else (None, None)
+        args = (cutoff, workflow, status, limit, at, rid, dry_run)
+        row = await self._fetchrow("purge_batch", *args)
+        assert row is not None
+        return row
+
+    async def bulk_select_runs(
+        self,
+        workflow: str | None,
+        status: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+    ) -> tuple[int, list[str]]:
+        """How many runs match the filters, and the ids of the oldest ``limit`` of them."""
+        row = await self._fetchrow("bulk_select_runs", workflow, status, since, until, limit)
+        assert row is not None
+        return int(row["matched"]), list(row["ids"])
+
+    @asynccontextmanager
+    async def exclusive(self, key: int) -> AsyncIterator[Store | None]:
+        """A store on one connection holding advisory lock ``key``, or None if taken."""
+        try:
+            conn = await self.pool.acquire()
+        except _DRIVER_ERRORS as exc:
+            raise self._wrap("acquire a connection", exc) from exc
+        try:
+            held = self.bind(conn, engine=False)
+            if not await held._fetchval("try_advisory_lock", key):
+                yield None
+                return
+            try:
+                yield held
+            finally:
+                # A connection that dropped released the lock with its session.
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await held._fetchval("advisory_unlock", key)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.pool.release(conn)
+
+    # -- checking a deploy -------------------------------------------------------------
+
+    async def check_batch(
+        self, keys: Sequence[str], after: str, limit: int
+    ) -> tuple[list[Record], list[Record]]:
+        """Up to ``limit`` unfinished runs of ``keys`` past id ``after``, and their checkpoints.
+
+        Both come from one read-only snapshot, so a run and its steps always agree.
+        """
+        try:
+            async with (
+                self.pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                runs: list[Record] = await conn.fetch(Q["check_runs"], list(keys), after, limit)
+                steps: list[Record] = (
+                    await conn.fetch(Q["check_steps"], [r["id"] for r in runs]) if runs else []
+                )
+        except _DRIVER_ERRORS as exc:
+            raise self._wrap("check_runs", exc) from exc
+        return runs, steps
+
+    # -- schedules ---------------------------------------------------------------------
+
+    async def load_replay(self, run_id: str) -> tuple[list[Record], datetime | None]:
+        """A run's checkpoints for replay and, if a schedule started it, its fire time."""
+        rows = await self._fetch("load_replay", run_id)
+        scheduled_at: datetime | None = rows[0]["scheduled_at"] if rows else None
+        return [r for r in rows if r["name"] is not None], scheduled_at
+
+    async def upsert_schedule(
+        self,
+        name: str,
+        run: tuple[str, int, str, float],
+        spec: tuple[str, str, str],
+        input_json: str,
+        source: str,
+        next_fire_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Create or update a schedule by name (and NOTIFY workers); False if unchanged.
+
+        ``run`` is (workflow, version, queue, timeout seconds), ``spec`` (cron, time
+        zone, catch-up).
+        """
+        args = (name, *run, *spec, input_json, source, next_fire_at, now)
+        return await self._fetchrow("upsert_schedule", *args) is not None
+
+    async def forget_declared_schedules(self, names: Sequence[str]) -> list[str]:
+        """Delete the decorator schedules named ``names``; those deleted."""
+        return [r["name"] for r in await self._fetch("forget_declared_schedules", list(names))]
+
+    async def get_schedule(self, name: str) -> Record | None:
+        """One schedule row."""
+        return await self._fetchrow("get_schedule", name)
+
+    async def list_schedules(self, name: str | None = None) -> list[Record]:
+        """Schedules by name, each with its latest run's id, status and fire time."""
+        return await self._fetch("list_schedules", name)
+
+    async def pause_schedule(self, name: str, now: datetime) -> bool:
+        """Pause a schedule; False if there is none by that name."""
+        return await self._fetchrow("pause_schedule", name, now) is not None
+
+    async def resume_schedule(self, name: str, next_fire_at: datetime, now: datetime) -> bool:
+        """Unpause a paused schedule from ``next_fire_at``; False if it was not paused."""
+        return await self._fetchrow("resume_schedule", name, next_fire_at, now) is not None
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Delete a schedule; False if there is none by that name."""
+        return await self._fetchrow("delete_schedule", name) is not None
+
+    async def due_schedules(
+        self, now: datetime, workflows: Sequence[str], limit: int
+    ) -> list[Record]:
+        """Unpaused schedules of ``workflows`` whose next fire time has come, oldest first."""
+        return await self._fetch("due_schedules", now, list(workflows), limit)
+
+    async def next_schedule_fire(self, workflows: Sequence[str]) -> datetime | None:
+        """The earliest next fire time among the unpaused schedules of ``workflows``."""
+        value: datetime | None = await self._fetchval("next_schedule_fire", list(workflows))
+        return value
+
+    async def fire_schedule(
+        self,
+        name: str,
+        expected: datetime,
+        next_fire_at: datetime,
+        run: tuple[str, int, str, float],
+        fires: Sequence[tuple[str, datetime, str]],
+        now: datetime,
+    ) -> list[str] | None:
+        """Start one run per fire time and move the schedule on, atomically.
+
+        ``run`` is (workflow, version, queue, timeout seconds); ``fires`` holds (run id,
+        fire time, key). Returns the ids of the runs created, or None if the schedule's
+        next fire time was no longer ``expected`` (another worker handled it).
+        """
+        workflow, version, queue, timeout = run
+        ids, times, keys = [f[0] for f in fires], [f[1] for f in fires], [f[2] for f in fires]
+        args = (name, expected, next_fire_at, workflow, version, queue, timeout, now)
+        row = await self._fetchrow("fire_schedule", *args, ids, times, keys)
+        if row is None or not row["claimed"]:
+            return None
+        return list(row["runs"])
+
+    async def trigger_schedule(
+        self,
+        name: str,
+        run_id: str,
+        run: tuple[int, str, float] | None,
+        now: datetime,
+    ) -> bool:
+        """Start one run of a schedule now; False if there is no schedule by that name.
+
+        ``run`` is the (version, queue, timeout seconds) to start with; None takes those
+        stored with the schedule.
+        """
+        version, queue, timeout = run if run is not None else (None, None, None)
+        args = (name, run_id, version, queue, timeout, now)
+        return await self._fetchrow("trigger_schedule", *args) is not None

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._durations import Duration, parse_duration
-from ._models import Decision, Outcome
+from ._journal import Checkpoint, StepRow
+from ._models import Decision, Outcome, StepStatus
 from ._records import hook_url
 from ._serde import dumps, error_info, loads
 from ._signals import LeaseLost, SuspendSignal
@@ -57,7 +58,7 @@ async def sleep_until(ctx: WorkflowContext, when: datetime, base: str) -> None:
 
 async def _sleep_to(ctx: WorkflowContext, base: str, wake: Callable[[datetime], datetime]) -> None:
     name = ctx._name(base)
-    row = ctx._steps.get(name)
+    row = ctx.journal.get(name)
     if row is not None and row.completed_at is not None:
         wake_at = row.completed_at
     else:
@@ -67,9 +68,17 @@ async def _sleep_to(ctx: WorkflowContext, base: str, wake: Callable[[datetime], 
         warn_past_deadline(ctx, name, wake_at)
         # The wake time is the checkpoint: a replay waits for what is left, never anew.
         await ctx._checkpoint(
-            name, "sleep", "completed", dumps(wake_at), "datetime", None, 1, now, wake_at
+            Checkpoint(
+                name,
+                "sleep",
+                StepStatus.COMPLETED,
+                dumps(wake_at),
+                "datetime",
+                started_at=now,
+                completed_at=wake_at,
+            )
         )
-    ctx._time = max(ctx._time, wake_at)
+    ctx.journal.time = max(ctx.journal.time, wake_at)
     await ctx._wait_until(wake_at, {"kind": "sleep", "step": name})
 
 
@@ -97,9 +106,9 @@ class Hook:
         """Activate the hook and suspend until a decision arrives or the timeout passes."""
         ctx = self._ctx
         step = ctx._name(self.name)
-        row = ctx._steps.get(step)
-        if row is not None and row.status == "completed":
-            ctx._time = row.completed_at or ctx._time
+        row = ctx.journal.get(step)
+        if row is not None and row.status == StepStatus.COMPLETED:
+            ctx.journal.reached(row.completed_at)
             return Decision.model_validate_json(row.result or "{}")
         store, now = ctx._store, ctx._clock.now()
         while True:
@@ -124,9 +133,16 @@ class Hook:
                 raise SuspendSignal(hook["expires_at"], wait)
             break
         await ctx._checkpoint(
-            step, "wait", "completed", decision.model_dump_json(), None, None, 1, now, now
+            Checkpoint(
+                step,
+                "wait",
+                StepStatus.COMPLETED,
+                decision.model_dump_json(),
+                started_at=now,
+                completed_at=now,
+            )
         )
-        ctx._time = now
+        ctx.journal.reached(now)
         await ctx._emit(
             "run_resumed", step=step, outcome=decision.outcome.value, timed_out=decision.timed_out
         )
@@ -147,7 +163,7 @@ async def create_hook(
             f"on_timeout: {on_timeout!r} is not one of {', '.join(o.value for o in Outcome)}"
         )
     step = ctx._name(f"hook:{name}")
-    row = ctx._steps.get(step)
+    row = ctx.journal.get(step)
     if row is not None:
         return Hook(ctx, loads(row.result), name)
     fallback = Outcome(on_timeout).value
@@ -176,15 +192,8 @@ async def create_hook(
     )
     if not ok:
         raise LeaseLost()
-    ctx._steps[step] = row_for(step, "hook", dumps(new_id))
+    ctx.journal.record(Checkpoint(step, "hook", StepStatus.COMPLETED, dumps(new_id)))
     return Hook(ctx, new_id, name)
-
-
-def row_for(name: str, kind: str, result: str | None, status: str = "completed") -> Any:
-    """A local checkpoint row mirroring what a combined statement just wrote."""
-    from ._context import StepRow
-
-    return StepRow(name, kind, status, result, None, None, 1, None)
 
 
 # -- events ---------------------------------------------------------------------------
@@ -201,12 +210,12 @@ class EventWait:
     async def wait(self) -> Any:
         """Suspend until the event arrives; EventTimeout if the timeout passes first."""
         ctx = self._ctx
-        row = ctx._steps.get(self.step)
+        row = ctx.journal.get(self.step)
         if row is not None and row.completed_at is not None:
-            ctx._time = row.completed_at  # as when the wait ended: identical on replay
-        if row is not None and row.status == "completed":
+            ctx.journal.reached(row.completed_at)  # as when the wait ended: identical on replay
+        if row is not None and row.status == StepStatus.COMPLETED:
             return loads(row.result)
-        if row is not None and row.status == "failed":
+        if row is not None and row.status == StepStatus.FAILED:
             raise EventTimeout(f"no {self.event_type!r} event arrived in time")
         store = ctx._store
         while True:
@@ -217,9 +226,9 @@ class EventWait:
             if state["status"] == "delivered":
                 payload = state["payload"]
                 await ctx._checkpoint(
-                    self.step, "event", "completed", payload, None, None, 1, None, now
+                    Checkpoint(self.step, "event", StepStatus.COMPLETED, payload, completed_at=now)
                 )
-                ctx._time = now
+                ctx.journal.reached(now)
                 await ctx._emit("run_resumed", step=self.step, event_type=self.event_type)
                 return loads(payload)
             expires = state["expires_at"]
@@ -229,18 +238,11 @@ class EventWait:
                 ):
                     continue
                 message = f"no {self.event_type!r} event arrived in time"
+                error = dumps(error_info(EventTimeout(message)))
                 await ctx._checkpoint(
-                    self.step,
-                    "event",
-                    "failed",
-                    None,
-                    None,
-                    dumps(error_info(EventTimeout(message))),
-                    1,
-                    None,
-                    now,
+                    Checkpoint(self.step, "event", StepStatus.FAILED, error=error, completed_at=now)
                 )
-                ctx._time = now
+                ctx.journal.reached(now)
                 raise EventTimeout(message)
             ctx._before_new_work(self.step)
             raise SuspendSignal(
@@ -256,7 +258,7 @@ async def expect_event(
 ) -> EventWait:
     """Register the wait once; events sent from now on are kept for it."""
     step = ctx._name(f"event:{event_type}")
-    if step not in ctx._steps:
+    if step not in ctx.journal:
         ctx._before_new_work(step)
         now = ctx._clock.now()
         expires = None if timeout is None else now + parse_duration(timeout, field="timeout")
@@ -266,7 +268,7 @@ async def expect_event(
         )
         if not ok:
             raise LeaseLost()
-        ctx._steps[step] = row_for(step, "event", None, "running")
+        ctx.journal.record(Checkpoint(step, "event", StepStatus.RUNNING))
     return EventWait(ctx, step, event_type)
 
 
@@ -287,11 +289,11 @@ class ChildHandle(Generic[T]):
         """The child's output; ChildWorkflowFailed if it was rolled back or failed."""
         ctx = self._ctx
         step = ctx._name(f"join:{self.definition.name}")
-        row = ctx._steps.get(step)
-        if row is None or row.status not in ("completed", "failed"):
+        row = ctx.journal.get(step)
+        if row is None or row.status not in (StepStatus.COMPLETED, StepStatus.FAILED):
             row = await self._await_child(step)
-        ctx._time = row.completed_at or ctx._time  # as when the child ended: identical on replay
-        if row.status == "failed":
+        ctx.journal.reached(row.completed_at)  # as when the child ended: identical on replay
+        if row.status == StepStatus.FAILED:
             error = loads(row.error) or {}
             raise ChildWorkflowFailed(
                 error.get("message"), run_id=self.run_id, status=error.get("status", "failed")
@@ -299,7 +301,7 @@ class ChildHandle(Generic[T]):
         output: T = self.definition.output_adapter.validate_json(row.result or "null")
         return output
 
-    async def _await_child(self, step: str) -> Any:
+    async def _await_child(self, step: str) -> StepRow:
         ctx = self._ctx
         outcome = await ctx._store.get_run_outcome(self.run_id)
         if outcome is None:
@@ -307,7 +309,7 @@ class ChildHandle(Generic[T]):
         status, now = outcome["status"], ctx._clock.now()
         if status == "completed":
             await ctx._checkpoint(
-                step, "child", "completed", outcome["output"], None, None, 1, None, now
+                Checkpoint(step, "child", StepStatus.COMPLETED, outcome["output"], completed_at=now)
             )
         elif status in ("compensated", "failed"):
             cause = loads(outcome["error"]) or {}
@@ -316,12 +318,16 @@ class ChildHandle(Generic[T]):
                 f"{status}: {cause.get('message', '')}"
             )
             error = {"type": "ChildWorkflowFailed", "message": message, "status": status}
-            await ctx._checkpoint(step, "child", "failed", None, None, dumps(error), 1, None, now)
+            await ctx._checkpoint(
+                Checkpoint(step, "child", StepStatus.FAILED, error=dumps(error), completed_at=now)
+            )
         else:
             ctx._before_new_work(step)
             raise SuspendSignal(None, {"kind": "child", "step": step, "child_run_id": self.run_id})
-        ctx._time = now
-        return ctx._steps[step]
+        ctx.journal.reached(now)
+        row = ctx.journal.get(step)
+        assert row is not None  # just written
+        return row
 
 
 async def start_child(
@@ -341,7 +347,7 @@ async def start_child(
     else:
         definition = workflow
     step = ctx._name(f"child:{definition.name}")
-    row = ctx._steps.get(step)
+    row = ctx.journal.get(step)
     if row is not None:
         return ChildHandle(ctx, loads(row.result), definition)
     ctx._before_new_work(step)
@@ -362,7 +368,7 @@ async def start_child(
     )
     if not ok:
         raise LeaseLost()
-    ctx._steps[step] = row_for(step, "child", dumps(child_id))
+    ctx.journal.record(Checkpoint(step, "child", StepStatus.COMPLETED, dumps(child_id)))
     return ChildHandle(ctx, child_id, definition)
 
 

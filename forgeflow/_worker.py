@@ -11,17 +11,58 @@ import anyio
 import structlog
 
 from ._durations import Duration, parse_duration
+from ._queues import QueueClaimer
+from ._retention import parse_retention, retention_service
 from ._runloop import RunLoop
 from ._runtime import Runtime
+from ._schedules import Scheduler
 from ._store import Record
 
-__all__ = ["WORKER_HEARTBEAT_SECONDS", "WORKER_SILENCE_SECONDS", "Worker"]
+__all__ = ["WORKER_HEARTBEAT_SECONDS", "WORKER_SILENCE_SECONDS", "Announcement", "Worker"]
 
 log = structlog.get_logger("forgeflow.worker")
 
 # How often a worker says it is alive, and how long after its last word it counts as gone.
 WORKER_HEARTBEAT_SECONDS = 10.0
 WORKER_SILENCE_SECONDS = 35.0
+
+
+class Announcement:
+    """A worker's entry in ``forgeflow.workers``: what it executes, kept alive while it runs.
+
+    It lets ``status`` tell a run that no live worker can execute from one waiting for a
+    free slot.
+    """
+
+    def __init__(
+        self, runtime: Runtime, worker_id: str, queues: Sequence[str], concurrency: int
+    ) -> None:
+        self.runtime = runtime
+        self.worker_id = worker_id
+        self.queues = list(queues)
+        self.concurrency = concurrency
+
+    async def register(self) -> None:
+        """Record the worker, its queues and the workflow versions it executes."""
+        names = [f"{n}:{v}" for n, v in self.runtime.workflow_keys()]
+        await self.runtime.store.register_worker(
+            self.worker_id, self.queues, names, self.concurrency
+        )
+
+    async def keep_alive(self) -> None:
+        """Say the worker is alive every few seconds (registering again if forgotten)."""
+        while True:
+            await anyio.sleep(WORKER_HEARTBEAT_SECONDS)
+            try:
+                if not await self.runtime.store.worker_heartbeat(self.worker_id):
+                    await self.register()
+            except Exception as exc:
+                log.warning("worker_heartbeat_failed", worker=self.worker_id, error=str(exc))
+
+    async def withdraw(self) -> None:
+        """Forget the worker (it stops); best effort."""
+        with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
+            await self.runtime.store.unregister_worker(self.worker_id)
 
 
 class Worker:
@@ -32,17 +73,21 @@ class Worker:
         runtime: Runtime,
         *,
         concurrency: int = 10,
-        queues: Sequence[str] = ("default",),
+        queues: Sequence[str] | None = None,
         lease: Duration | None = None,
         poll_interval: Duration = "1s",
         grace: Duration = "30s",
         worker_id: str | None = None,
+        retention: Duration | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError("concurrency: must be a positive integer")
         self.runtime = runtime
         self.concurrency = concurrency
-        self.queues = list(queues)
+        # By default, the queues this worker's workflows name; `queues=` chooses instead.
+        names = list(queues) if queues is not None else runtime.registry.queue_names()
+        self.queues = names or ["default"]
+        self.claimer = QueueClaimer(runtime.store, self.queues)
         lease_seconds = (
             runtime.settings.lease_seconds
             if lease is None
@@ -53,10 +98,13 @@ class Worker:
         self.poll_interval = parse_duration(poll_interval, field="poll_interval").total_seconds()
         self.grace = parse_duration(grace, field="grace").total_seconds()
         self.loop = RunLoop(runtime.executor, lease_seconds=lease_seconds, worker_id=worker_id)
+        #: Finished runs older than this are deleted by the workers (None: kept forever).
+        self.retention = runtime.retention if retention is None else parse_retention(retention)
         self._stopping = False
         self._exit: contextlib.AsyncExitStack | None = None
         self._runs: Any = None
         self.log = log.bind(worker=self.worker_id)
+        self.announcement = Announcement(runtime, self.worker_id, self.queues, concurrency)
 
     @property
     def worker_id(self) -> str:
@@ -81,7 +129,8 @@ class Worker:
     async def __aenter__(self) -> Worker:
         notifications = self.runtime.notifications
         await notifications.start()
-        await self._register()
+        await self.announcement.register()
+        await self.claimer.start(self.runtime.registry.queues())
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -91,7 +140,11 @@ class Worker:
             stack.callback(services.cancel_scope.cancel)
             self._runs = await stack.enter_async_context(anyio.create_task_group())
             await services.start(self.loop.keep_leases)
-            services.start_soon(self._announce)
+            services.start_soon(self.announcement.keep_alive)
+            await services.start(Scheduler(self.runtime).serve)
+            if self.retention is not None:
+                retention = retention_service(self.runtime, self.retention, self.worker_id)
+                await services.start(retention)
             self._runs.start_soon(self._serve)
         except BaseException:
             await stack.aclose()
@@ -109,22 +162,6 @@ class Worker:
         with contextlib.suppress(ValueError):
             self.runtime.notifications.on_wakeup.remove(self._on_wakeup)
 
-    async def _register(self) -> None:
-        names = [f"{n}:{v}" for n, v in self.runtime.workflow_keys()]
-        await self.runtime.store.register_worker(
-            self.worker_id, self.queues, names, self.concurrency
-        )
-
-    async def _announce(self) -> None:
-        # Lets `status` tell a run nobody can execute from one waiting for a free slot.
-        while True:
-            await anyio.sleep(WORKER_HEARTBEAT_SECONDS)
-            try:
-                if not await self.runtime.store.worker_heartbeat(self.worker_id):
-                    await self._register()
-            except Exception as exc:
-                self.log.warning("worker_heartbeat_failed", error=str(exc))
-
     def _on_wakeup(self, queue: str) -> None:
         if not queue or queue in self.queues:
             self.loop.poke()
@@ -133,9 +170,8 @@ class Worker:
         keys = self.runtime.workflow_keys()
         if not keys:
             return []
-        clock = self.runtime.clock
-        return await self.runtime.store.claim_runs(
-            clock.now(), self.queues, keys, limit, worker_id, lease_seconds
+        return await self.claimer.claim(
+            self.runtime.clock.now(), keys, limit, worker_id, lease_seconds
         )
 
     async def _serve(self) -> None:
@@ -162,7 +198,7 @@ class Worker:
         if not keys:
             return timeout
         try:
-            nxt = await self.runtime.store.next_runnable_at(self.queues, keys)
+            nxt = await self.claimer.next_wake(keys, self.runtime.clock.now())
         except Exception:
             return timeout
         if nxt is None:
@@ -183,8 +219,7 @@ class Worker:
         self._runs.cancel_scope.cancel()
         exit_stack, self._exit = self._exit, None
         await exit_stack.aclose()
-        with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
-            await self.runtime.store.unregister_worker(self.worker_id)
+        await self.announcement.withdraw()
         self.log.info("worker_stopped", executed=self.executed, released=len(leftover))
 
     async def wait_idle(self) -> None:

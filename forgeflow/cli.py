@@ -1,7 +1,8 @@
 """The ``forgeflow`` command: run workers and the HTTP server, inspect and steer runs.
 
 Exit codes: 0 success, 1 an error (unknown run, hook already used, database down…),
-2 a usage error (bad option, invalid JSON), 130 interrupted. Errors go to stderr as one
+2 a usage error (bad option, invalid JSON), 3 ``forgeflow check`` found runs in flight that
+the new code would not replay (diverges or fails), 130 interrupted. Errors go to stderr as one
 line; ``--json`` makes every command print JSON on stdout for scripts.
 """
 
@@ -26,6 +27,8 @@ import anyio
 import structlog
 
 from . import __version__
+from ._cli_repair import add_repair_commands
+from ._cli_schedules import add_schedule_commands
 from ._client import Forgeflow
 from ._dashboard.terminal import Timeline, brief, dump, out, table, ts, waiting_on
 from ._definitions import Registry, default_registry
@@ -36,7 +39,7 @@ from .errors import ForgeflowError
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPATIBLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class CliError(Exception):
@@ -152,8 +155,9 @@ async def _until_signalled() -> int:
     return 0
 
 
-def _queues(args: argparse.Namespace) -> list[str]:
-    return list(args.queue or ["default"])
+def _queues(args: argparse.Namespace) -> list[str] | None:
+    # None: the worker serves the queues its registry's workflows name.
+    return list(args.queue) if args.queue else None
 
 
 async def cmd_worker(args: argparse.Namespace) -> int:
@@ -370,7 +374,7 @@ async def cmd_hooks_resume(args: argparse.Namespace) -> int:
 
 async def cmd_migrate(args: argparse.Namespace) -> int:
     async with _connect(args, migrate=False) as ff:
-        applied = await ff._store.migrate()
+        applied = await ff.migrate()
     if args.json:
         dump({"applied": applied})
     elif applied:
@@ -409,6 +413,73 @@ async def cmd_workflows(args: argparse.Namespace) -> int:
     ]
     table(["WORKFLOW", "VERSION", "QUEUE", "TIMEOUT", "DEPRECATED"], rows)
     return EXIT_OK
+
+
+async def cmd_queues(args: argparse.Namespace) -> int:
+    async with _connect(args) as ff:
+        states = await ff.queues()
+    if args.json:
+        dump({"queues": [q.as_dict() for q in states]})
+    elif not states:
+        out("no queues", sys.stderr)
+    else:
+        rows = [
+            [
+                q.name,
+                str(q.executing),
+                str(q.claimable),
+                str(q.delayed),
+                str(q.limited),
+                ", ".join(
+                    f"{name}={value}"
+                    for name, value in (
+                        ("concurrency", q.concurrency),
+                        ("key_concurrency", q.key_concurrency),
+                        ("rate", q.rate),
+                    )
+                    if value is not None
+                )
+                or "-",
+                ", ".join(f"{k['key']} ({k['executing']}+{k['claimable']})" for k in q.top_keys),
+            ]
+            for q in states
+        ]
+        headers = ["QUEUE", "EXECUTING", "CLAIMABLE", "DELAYED", "LIMITED", "LIMITS", "TOP KEYS"]
+        table(headers, rows)
+    return EXIT_OK
+
+
+async def cmd_check(args: argparse.Namespace) -> int:
+    registry = load_app(args.module)
+    # No migration: the check only reads, and may point at a read-only replica.
+    async with _connect(args, registry, migrate=False) as ff:
+        report = await ff.check(registry, workflow=args.workflow)
+    if args.json:
+        dump(report.to_json())
+        return EXIT_OK if report.ok else EXIT_INCOMPATIBLE
+    problems = report.problems
+    if problems:
+        rows = [
+            [
+                r.run_id,
+                f"{r.workflow} v{r.version}",
+                r.verdict.value,
+                r.step or "-",
+                r.expected or "-",
+            ]
+            for r in problems
+        ]
+        table(["RUN", "WORKFLOW", "VERDICT", "STEP", "EXPECTED"], rows)
+        for r in problems:
+            out(f"\n{r.run_id}: {r.reason}")
+            if r.error and r.error != r.reason:
+                out(r.error)
+        out()
+    out(
+        f"{len(report.runs)} unfinished run(s) checked in {report.seconds:.2f}s: "
+        f"{len(report.runs) - len(problems)} compatible, {len(problems)} would not replay"
+    )
+    return EXIT_OK if report.ok else EXIT_INCOMPATIBLE
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -493,7 +564,7 @@ def _worker_options(parser: argparse.ArgumentParser, *, serving: bool = False) -
         "--queue",
         action="append",
         metavar="Q",
-        help="queue to take runs from; repeat for several (default: default)",
+        help="queue to take runs from; repeat for several (default: those its workflows name)",
     )
     parser.add_argument(
         "--grace",
@@ -547,6 +618,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("module", metavar="MODULE", help="dotted module or path to a .py file")
     p.set_defaults(handler=cmd_workflows)
 
+    p = command(
+        "check",
+        "replay every unfinished run on MODULE's code without executing anything; "
+        "exit 3 if any would diverge or fail",
+    )
+    p.add_argument("module", metavar="MODULE", help="dotted module or path to a .py file")
+    p.add_argument("--workflow", metavar="NAME", help="check the runs of this workflow only")
+    p.set_defaults(handler=cmd_check)
+
     p = command("start", "start a run of workflow NAME; prints its id")
     p.add_argument("name", metavar="NAME")
     p.add_argument(
@@ -581,9 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive, default=50, help="at most N runs (default 50)")
     p.set_defaults(handler=cmd_runs)
 
-    p = command("cancel", "cancel a run: its compensations run in reverse")
-    p.add_argument("run", metavar="RUN")
-    p.set_defaults(handler=cmd_cancel)
+    add_repair_commands(command, _connect, CliError, cmd_cancel)
+
+    p = command("queues", "show each queue's limits and executing, claimable, delayed runs")
+    p.set_defaults(handler=cmd_queues)
 
     hooks = command("hooks", "list resume hooks or give one a decision")
     hooks_sub = hooks.add_subparsers(dest="hooks_command", required=True, metavar="ACTION")
@@ -607,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("migrate", "apply pending database migrations")
     p.set_defaults(handler=cmd_migrate)
+    add_schedule_commands(command, _connect, _common)
     return parser
 
 

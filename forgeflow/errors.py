@@ -12,6 +12,8 @@ default message::
     ├── InputValidationError          (also a ValueError)
     ├── IdempotencyConflict           HTTP 409
     ├── RunNotFound
+    ├── ForkError                     HTTP 409: the run cannot be forked from that step
+    ├── ScheduleNotFound              HTTP 404
     ├── StepError
     │   ├── StepFailed
     │   ├── StepTimeout
@@ -46,6 +48,7 @@ __all__ = [
     "DuplicateWorkflowError",
     "EventTimeout",
     "ForgeflowError",
+    "ForkError",
     "HookAlreadyUsed",
     "HookError",
     "HookExpired",
@@ -56,6 +59,7 @@ __all__ = [
     "RecoveryLimitExceeded",
     "ResultTimeout",
     "RunNotFound",
+    "ScheduleNotFound",
     "SerializationError",
     "StepError",
     "StepFailed",
@@ -117,6 +121,21 @@ class IdempotencyConflict(ForgeflowError):
 
 class RunNotFound(ForgeflowError):
     """No run has that id."""
+
+
+class ForkError(ForgeflowError):
+    """The run cannot be forked from that step."""
+
+    status_code = 409
+
+    def __init__(self, message: str | None = None, *, run_id: str = "", step: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.step = step
+
+
+class ScheduleNotFound(ForgeflowError):
+    """No schedule by that name."""
 
 
 class ContextClosed(ForgeflowError):

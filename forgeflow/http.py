@@ -47,6 +47,7 @@ from ._client import Forgeflow
 from ._dashboard import pages
 from ._dashboard.streams import ChangeFeed, EventStream
 from ._http_limits import RateLimit, RateLimiter, RateLimitOption
+from ._http_repair import repair_routes
 from ._http_requests import (
     ApiError,
     HookBody,
@@ -59,12 +60,14 @@ from ._http_requests import (
     query_choice,
     query_limit,
 )
+from ._http_schedules import schedule_routes
 from ._models import HookStatus, Outcome, WorkflowStatus
-from ._records import hook_record
 from .errors import (
     DatabaseError,
     ForgeflowError,
+    ForkError,
     HookError,
+    HookNotFound,
     IdempotencyConflict,
     InputValidationError,
     RunNotFound,
@@ -119,6 +122,8 @@ def classify(exc: ForgeflowError) -> ApiError:
         return ApiError(404, "run_not_found", exc.message)
     if isinstance(exc, IdempotencyConflict):
         return ApiError(409, "idempotency_conflict", exc.message)
+    if isinstance(exc, ForkError):
+        return ApiError(409, "fork_refused", {"message": exc.message, "step": exc.step})
     if isinstance(exc, HookError):
         code = {404: "hook_not_found", 409: "hook_already_used", 410: "hook_expired"}
         return ApiError(exc.status_code, code.get(exc.status_code, "hook_error"), exc.message)
@@ -363,10 +368,10 @@ class _Api:
         return pages.recorded(decision)
 
     async def _hook_choices(self, hook_id: str) -> Response:
-        row = await self.client._store.get_hook(hook_id)
-        if row is None:
+        try:
+            record = await self.client.get_hook(hook_id)
+        except HookNotFound:
             return pages.page(404, "Link not found", "This link is not valid.")
-        record = hook_record(row, self.client.settings.base_url, self.client._clock.now())
         return pages.choices(record)
 
     # -- admin ----------------------------------------------------------------------------
@@ -420,6 +425,12 @@ class _Api:
         return JSONResponse(
             {"hooks": [h.model_dump(mode="json") for h in hooks], "count": len(hooks)}
         )
+
+    async def list_queues(self, request: Request) -> Response:
+        """Each queue's limits, executing, claimable, delayed and limited runs, top keys."""
+        self.require_admin(request)
+        states = await self.client.queues()
+        return JSONResponse({"queues": [q.as_dict() for q in states], "count": len(states)})
 
     async def run_events(self, request: Request) -> Response:
         """Server-sent events: the run at each change, until it ends."""
@@ -492,14 +503,16 @@ def create_app(
     ``admin_token`` protects everything that reads or cancels runs; bodies larger than
     ``max_body`` bytes are refused with 413. ``rate_limit`` caps the start, event and
     hook endpoints (429 with ``Retry-After``): a :class:`RateLimit`, a per-client rate
-    such as ``"60/min"``, or ``None`` / ``False`` for no limit.
+    such as ``"60/min"``, or ``None`` / ``False`` for no limit. ``secret`` and
+    ``admin_token`` default to the client's settings (``FORGEFLOW_SECRET``,
+    ``FORGEFLOW_ADMIN_TOKEN``).
     """
     if max_body < 1:
         raise ValueError("max_body: must be positive")
     api = _Api(
         client,
-        secret=secret or None,
-        admin_token=admin_token or None,
+        secret=secret or client.settings.secret or None,
+        admin_token=admin_token or client.settings.admin_token or None,
         max_body=max_body,
         signature_tolerance=signature_tolerance,
         hook_links=hook_links,
@@ -512,15 +525,18 @@ def create_app(
         Route("/workflows/{name}/start", e(api.start), methods=["POST"]),
         Route("/runs", e(api.list_runs), methods=["GET"]),
         Route("/runs/changes", e(api.changes), methods=["GET"]),
+        *repair_routes(api, e),
         Route("/runs/{run_id}", e(api.get_run), methods=["GET"]),
         Route("/runs/{run_id}/cancel", e(api.cancel), methods=["POST"]),
         Route("/runs/{run_id}/events", e(api.run_events), methods=["GET"]),
         Route("/hooks", e(api.list_hooks), methods=["GET"]),
+        Route("/queues", e(api.list_queues), methods=["GET"]),
         # Hook ids may hold any character: hook.url escapes "/" as %2F, which servers
         # decode before routing, so the id is matched as a path (the rest of the URL).
         Route("/hooks/{hook_id:path}", e(api.hook_link), methods=["GET"]),
         Route("/hooks/{hook_id:path}", e(api.post_hook), methods=["POST"]),
         Route("/events/{event_type}", e(api.send_event), methods=["POST"]),
+        *schedule_routes(client, api.require_admin, e),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.forgeflow = api

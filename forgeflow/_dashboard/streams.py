@@ -105,7 +105,7 @@ class ChangeFeed:
 
     async def stream(self, emit: Emit) -> None:
         """Emit ``change`` events (``{"run_ids": [...]}``), at most a few per second."""
-        notifications = self._client._notifications
+        notifications = self._client.runtime.notifications
         if not self._attached:
             notifications.on_any.append(self._on_notify)
             self._attached = True

@@ -103,6 +103,10 @@ class Timeline:
         ]
         if waiting_on(record):
             rows.append(("waiting", waiting_on(record)))
+        if record.restarted_from:
+            rows.append(("restarts", record.restarted_from))
+        if record.forked_from:
+            rows.append(("forked", f"{record.forked_from} from step {record.forked_from_step}"))
         if record.error:
             rows.append(("error", json.dumps(record.error, ensure_ascii=False)))
         if record.status is WorkflowStatus.COMPLETED:

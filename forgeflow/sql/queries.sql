@@ -4,10 +4,12 @@
 -- database, and the row lock taken by the check keeps a claimer out while it commits.
 
 -- name: insert_run
+-- $7 is the start time, $9 when the run becomes claimable ($7, or later when delayed).
+-- The NOTIFY lets idle workers look again either way (at once, or to time their wake).
 INSERT INTO forgeflow.workflow_runs
     (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
-     created_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $7)
+     created_at, priority, concurrency_key)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $9, $8, $7, $10, $11)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, pg_notify('forgeflow_wakeup', queue);
 
@@ -15,18 +17,28 @@ RETURNING id, pg_notify('forgeflow_wakeup', queue);
 SELECT id, workflow FROM forgeflow.workflow_runs WHERE idempotency_key = $1;
 
 -- name: claim_runs
+-- Queues with limits are left to claim_limited_runs, even when the caller thinks them
+-- unlimited (its list of limited queues may be a few seconds old). Each queue is probed
+-- on its own in the claim index, in priority order, so the scan is bounded by the rows
+-- it returns whatever the number of queues served.
 WITH candidates AS (
-    SELECT id FROM forgeflow.workflow_runs
-    WHERE runnable_at IS NOT NULL
-      AND runnable_at <= $1
-      AND queue = ANY($2::text[])
-      AND (lease_expires_at IS NULL OR lease_expires_at < now())
-      -- Matched as "name:version" text on purpose: the planner then scans the small
-      -- claim index instead of combining it with the per-workflow history index.
-      AND (workflow || ':' || version) = ANY($3::text[])
-    ORDER BY runnable_at
+    SELECT c.id FROM unnest($2::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.priority, r.runnable_at FROM forgeflow.workflow_runs r
+        WHERE r.queue = q.name
+          AND r.runnable_at IS NOT NULL
+          AND r.runnable_at <= $1
+          AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+          -- Matched as "name:version" text on purpose: the planner then scans the small
+          -- claim index instead of combining it with the per-workflow history index.
+          AND (r.workflow || ':' || r.version) = ANY($3::text[])
+        ORDER BY r.priority DESC, r.runnable_at
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED
+    ) c
+    WHERE NOT EXISTS (SELECT 1 FROM forgeflow.queues l WHERE l.name = q.name AND l.limited)
+    ORDER BY c.priority DESC, c.runnable_at
     LIMIT $4
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE forgeflow.workflow_runs r
 SET lease_owner = $5,
@@ -259,7 +271,8 @@ RETURNING id, pg_notify('forgeflow_wakeup', queue);
 SELECT r.id, r.workflow, r.version, r.queue, r.status, r.input, r.output, r.error,
        r.end_reason, r.cancel_requested, r.wait, r.runnable_at, r.deadline,
        r.lease_owner, r.parent_run_id, r.detached, r.executions, r.created_at,
-       r.started_at, r.completed_at
+       r.started_at, r.completed_at, r.priority, r.concurrency_key, r.restarted_from,
+       r.forked_from, r.forked_from_step, r.schedule, r.scheduled_at
 FROM forgeflow.workflow_runs r WHERE r.id = $1;
 
 -- name: get_run_steps
@@ -277,7 +290,8 @@ FROM forgeflow.hooks h WHERE h.run_id = $1 ORDER BY h.created_at;
 SELECT r.id, r.workflow, r.version, r.queue, r.status, r.input, r.output, r.error,
        r.end_reason, r.cancel_requested, r.wait, r.runnable_at, r.deadline,
        r.lease_owner, r.parent_run_id, r.detached, r.executions, r.created_at,
-       r.started_at, r.completed_at
+       r.started_at, r.completed_at, r.priority, r.concurrency_key, r.restarted_from,
+       r.forked_from, r.forked_from_step, r.schedule, r.scheduled_at
 FROM forgeflow.workflow_runs r
 WHERE ($1::text IS NULL OR r.status = $1)
   AND ($2::text IS NULL OR r.workflow = $2)
@@ -502,3 +516,517 @@ WHERE heartbeat_at > now() - make_interval(secs => $3)
 SELECT id FROM forgeflow.workflow_runs
 WHERE parent_run_id = $1 AND NOT detached
   AND status NOT IN ('completed', 'compensated', 'failed');
+
+-- name: insert_runs
+-- start_many: the whole batch in one statement, so it is written entirely or not at all.
+-- Returns one row per input, in input order. A run whose idempotency key was already
+-- used (by an earlier run, or earlier in this batch) gets that run's id.
+WITH batch AS (
+    SELECT * FROM unnest($1::text[], $5::text[], $6::text[], $9::timestamptz[], $10::int[],
+                         $11::text[]) WITH ORDINALITY
+        AS b(id, input, idempotency_key, runnable_at, priority, concurrency_key, ord)
+), inserted AS (
+    INSERT INTO forgeflow.workflow_runs
+        (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
+         created_at, priority, concurrency_key)
+    SELECT b.id, $2, $3, $4, b.input::jsonb, b.idempotency_key, b.runnable_at, $8, $7,
+           b.priority, b.concurrency_key
+    FROM batch b ORDER BY b.ord
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, idempotency_key, runnable_at
+)
+SELECT b.ord,
+       coalesce(i.id, k.id, e.id) AS id,
+       i.id IS NOT NULL AS created,
+       (SELECT count(pg_notify('forgeflow_wakeup', $4)) FROM inserted) AS notified
+FROM batch b
+LEFT JOIN inserted i ON i.id = b.id
+LEFT JOIN inserted k ON i.id IS NULL AND k.idempotency_key = b.idempotency_key
+LEFT JOIN forgeflow.workflow_runs e ON i.id IS NULL AND k.id IS NULL
+    AND e.idempotency_key = b.idempotency_key
+ORDER BY b.ord;
+
+-- name: debounce_run
+-- A start with a debounce key: creates the pending run, or, while the key's run has
+-- never been claimed, replaces its input and pushes its start back to $9, but never past
+-- first start + max_wait (debounce_until). Once claimed, the run leaves the unique index
+-- and the next start creates a new pending run.
+INSERT INTO forgeflow.workflow_runs AS r
+    (id, workflow, version, queue, input, runnable_at, timeout_seconds, created_at, priority,
+     concurrency_key, debounce_key, debounce_until)
+VALUES ($1, $2, $3, $4, $5::jsonb, least($9::timestamptz, $12::timestamptz), $8, $7, $10, $11, $6,
+        $12)
+ON CONFLICT (workflow, debounce_key)
+    WHERE debounce_key IS NOT NULL AND executions = 0 AND NOT cancel_requested
+DO UPDATE SET input = excluded.input,
+              runnable_at = least(excluded.runnable_at, r.debounce_until),
+              priority = excluded.priority,
+              concurrency_key = excluded.concurrency_key,
+              updated_at = now()
+RETURNING id, (xmax = 0) AS created, pg_notify('forgeflow_wakeup', queue);
+
+-- name: declare_queue
+INSERT INTO forgeflow.queues AS q
+    (name, concurrency, key_concurrency, rate_limit, rate_period_seconds)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (name) DO UPDATE
+SET concurrency = excluded.concurrency, key_concurrency = excluded.key_concurrency,
+    rate_limit = excluded.rate_limit, rate_period_seconds = excluded.rate_period_seconds,
+    updated_at = now()
+WHERE (q.concurrency, q.key_concurrency, q.rate_limit, q.rate_period_seconds)
+      IS DISTINCT FROM (excluded.concurrency, excluded.key_concurrency, excluded.rate_limit,
+                        excluded.rate_period_seconds);
+
+-- name: limited_queues
+SELECT name FROM forgeflow.queues WHERE name = ANY($1::text[]) AND limited;
+
+-- name: claim_limited_runs
+-- One statement that serialises the claimers of each limited queue through the queue's
+-- row. Its counts (executing runs, per key, first claims in the rate window) are read
+-- with the statement's snapshot, so they are exact only if no other claim on the queue
+-- committed since that snapshot was taken. Every claim bumps the queue row's claim_seq
+-- (``locked``), which also makes concurrent claimers of the queue wait for each other;
+-- a claim that committed after our snapshot is then seen when PostgreSQL re-checks the
+-- bump on the row's newest version (READ COMMITTED re-evaluates an UPDATE's WHERE on
+-- the newest version): claim_seq no longer matches, the queue is not locked, and nothing
+-- of it is claimed. The caller retries with a new snapshot, which sees that claim.
+-- Counting in a snapshot from before the wait without this check would hand out the
+-- same last slot twice. Every row returned carries (limited, locked): fewer queues
+-- locked than limited means "retry". With nothing claimed, one row of NULLs carries them.
+WITH q AS MATERIALIZED (
+    SELECT l.name, l.key_concurrency, l.claim_seq,
+           CASE WHEN l.concurrency IS NULL THEN $4 ELSE l.concurrency - (
+               SELECT count(*) FROM forgeflow.workflow_runs e
+               WHERE e.queue = l.name AND e.lease_owner IS NOT NULL
+                 AND e.lease_expires_at > now()) END AS free_slots,
+           CASE WHEN l.rate_limit IS NULL THEN $4 ELSE l.rate_limit - (
+               SELECT count(*) FROM forgeflow.workflow_runs s
+               WHERE s.queue = l.name AND s.started_at IS NOT NULL
+                 AND s.started_at > $1::timestamptz - make_interval(secs => l.rate_period_seconds))
+           END AS free_starts
+    FROM forgeflow.queues l
+    WHERE l.name = ANY($2::text[]) AND l.limited
+), locked AS (
+    UPDATE forgeflow.queues l
+    SET claim_seq = l.claim_seq + 1
+    FROM q
+    WHERE l.name = q.name AND l.claim_seq = q.claim_seq
+    RETURNING l.name
+), busy AS MATERIALIZED (
+    SELECT e.queue, e.concurrency_key, count(*) AS n
+    FROM forgeflow.workflow_runs e JOIN q ON e.queue = q.name
+    WHERE q.key_concurrency IS NOT NULL AND e.concurrency_key IS NOT NULL
+      AND e.lease_owner IS NOT NULL AND e.lease_expires_at > now()
+    GROUP BY 1, 2
+), looked AS (
+    -- A bounded look-ahead per queue, in priority order, skipping keys already full.
+    SELECT c.*, q.free_slots, q.free_starts,
+           q.key_concurrency - coalesce(b.n, 0) AS free_key,
+           row_number() OVER (PARTITION BY c.queue, c.concurrency_key,
+                                           CASE WHEN c.concurrency_key IS NULL THEN c.id END
+                              ORDER BY c.priority DESC, c.runnable_at, c.id) AS key_rank
+    FROM q CROSS JOIN LATERAL (
+        SELECT r.id, r.queue, r.concurrency_key, r.priority, r.runnable_at,
+               r.started_at IS NULL AS fresh
+        FROM forgeflow.workflow_runs r
+        WHERE r.queue = q.name
+          AND r.runnable_at IS NOT NULL
+          AND r.runnable_at <= $1
+          AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+          AND (r.workflow || ':' || r.version) = ANY($3::text[])
+          AND NOT EXISTS (
+              SELECT 1 FROM busy b
+              WHERE b.queue = r.queue AND b.concurrency_key = r.concurrency_key
+                AND b.n >= q.key_concurrency)
+        ORDER BY r.priority DESC, r.runnable_at
+        LIMIT least(greatest(q.free_slots, 0), $4) * 4
+    ) c
+    JOIN locked k ON k.name = q.name
+    LEFT JOIN busy b ON b.queue = c.queue AND b.concurrency_key = c.concurrency_key
+    WHERE q.free_slots > 0
+), keyed AS (
+    SELECT * FROM looked
+    WHERE free_key IS NULL OR concurrency_key IS NULL OR key_rank <= free_key
+), rated AS (
+    -- Runs already started (resuming after a wait or a crash) take no start of the rate.
+    SELECT *, count(*) FILTER (WHERE fresh) OVER (
+                  PARTITION BY queue ORDER BY priority DESC, runnable_at, id
+                  ROWS UNBOUNDED PRECEDING) AS start_rank
+    FROM keyed
+), slotted AS (
+    SELECT *, row_number() OVER (PARTITION BY queue ORDER BY priority DESC, runnable_at, id)
+                  AS slot_rank
+    FROM rated WHERE NOT fresh OR start_rank <= free_starts
+), chosen AS (
+    SELECT id FROM slotted WHERE slot_rank <= free_slots
+    ORDER BY priority DESC, runnable_at, id
+    LIMIT $4
+), claimed AS (
+    -- The lease and runnable checks are repeated here: a row changed since the
+    -- look-ahead read it (claimed by ff.run, cancelled) is re-checked on its newest
+    -- version.
+    UPDATE forgeflow.workflow_runs r
+    SET lease_owner = $5,
+        lease_expires_at = now() + make_interval(secs => $6),
+        status = CASE WHEN r.status IN ('created', 'waiting') THEN 'running' ELSE r.status END,
+        started_at = coalesce(r.started_at, $1),
+        deadline = coalesce(r.deadline, $1 + make_interval(secs => r.timeout_seconds)),
+        runnable_at = $1,
+        wake_requested = false,
+        executions = r.executions + 1,
+        -- As in claim_runs: executions in a row that crashed without a checkpoint.
+        recoveries = CASE
+            WHEN r.lease_owner IS NULL THEN 0
+            WHEN EXISTS (SELECT 1 FROM forgeflow.workflow_steps s
+                         WHERE s.run_id = r.id AND s.execution = r.executions) THEN 0
+            ELSE r.recoveries + 1
+        END,
+        updated_at = now()
+    FROM chosen c
+    WHERE r.id = c.id
+      AND r.runnable_at IS NOT NULL AND r.runnable_at <= $1
+      AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+    RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested,
+              r.end_reason, r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
+              pg_notify('forgeflow_run_changed', r.id) AS notified
+)
+SELECT c.*, (SELECT count(*) FROM q) AS limited_queues,
+       (SELECT count(*) FROM locked) AS locked_queues
+FROM (SELECT 1) one LEFT JOIN claimed c ON true;
+
+-- name: next_limited_wake
+-- When a claimer of limited queues should look again, besides the wake-ups a freed slot
+-- sends: a timer coming due, or a rate window letting the next start through.
+SELECT min(t) FROM (
+    SELECT min(r.runnable_at) AS t FROM forgeflow.workflow_runs r
+    WHERE r.queue = ANY($2::text[]) AND r.runnable_at > $1
+      AND (r.workflow || ':' || r.version) = ANY($3::text[])
+    UNION ALL
+    SELECT min(s.started_at) + make_interval(secs => l.rate_period_seconds)
+    FROM forgeflow.queues l
+    JOIN forgeflow.workflow_runs s ON s.queue = l.name AND s.started_at IS NOT NULL
+         AND s.started_at > $1::timestamptz - make_interval(secs => l.rate_period_seconds)
+    WHERE l.name = ANY($2::text[]) AND l.rate_limit IS NOT NULL
+    GROUP BY l.name, l.rate_period_seconds
+) x;
+
+-- name: queue_stats
+-- Per queue: runs executing, claimable now, delayed (created, claimable later), and how
+-- many of the claimable are held back by a limit right now.
+WITH runs AS (
+    SELECT r.queue, r.concurrency_key, r.started_at IS NULL AS fresh,
+           (r.lease_owner IS NOT NULL AND r.lease_expires_at > now()) AS executing,
+           (r.runnable_at <= $1 AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now()))
+               AS claimable,
+           (r.status = 'created' AND r.runnable_at > $1) AS delayed
+    FROM forgeflow.workflow_runs r
+    WHERE r.status NOT IN ('completed', 'compensated', 'failed')
+), per_queue AS (
+    SELECT queue, count(*) FILTER (WHERE executing) AS executing,
+           count(*) FILTER (WHERE claimable) AS claimable,
+           count(*) FILTER (WHERE delayed) AS delayed
+    FROM runs GROUP BY queue
+), names AS (
+    SELECT queue AS name FROM per_queue UNION SELECT name FROM forgeflow.queues
+), started AS (
+    SELECT l.name, count(s.id) AS n
+    FROM forgeflow.queues l
+    JOIN forgeflow.workflow_runs s ON s.queue = l.name AND s.started_at IS NOT NULL
+         AND s.started_at > $1::timestamptz - make_interval(secs => l.rate_period_seconds)
+    WHERE l.rate_limit IS NOT NULL
+    GROUP BY l.name
+), busy_keys AS (
+    SELECT queue, concurrency_key, count(*) AS n FROM runs
+    WHERE executing AND concurrency_key IS NOT NULL GROUP BY 1, 2
+)
+SELECT n.name, l.concurrency, l.key_concurrency, l.rate_limit, l.rate_period_seconds,
+       coalesce(p.executing, 0) AS executing, coalesce(p.claimable, 0) AS claimable,
+       coalesce(p.delayed, 0) AS delayed, coalesce(st.n, 0) AS started_in_window,
+       (SELECT count(*) FROM runs r
+        LEFT JOIN busy_keys b ON b.queue = r.queue AND b.concurrency_key = r.concurrency_key
+        WHERE r.queue = n.name AND r.claimable AND (
+            coalesce(p.executing, 0) >= l.concurrency
+            OR coalesce(b.n, 0) >= l.key_concurrency
+            OR (r.fresh AND coalesce(st.n, 0) >= l.rate_limit))) AS limited
+FROM names n
+LEFT JOIN per_queue p ON p.queue = n.name
+LEFT JOIN forgeflow.queues l ON l.name = n.name
+LEFT JOIN started st ON st.name = n.name
+ORDER BY n.name;
+
+-- name: queue_top_keys
+-- The busiest concurrency keys of the queues: executing and claimable runs per key.
+SELECT queue, concurrency_key, executing, claimable FROM (
+    SELECT r.queue, r.concurrency_key,
+           count(*) FILTER (WHERE r.lease_owner IS NOT NULL AND r.lease_expires_at > now())
+               AS executing,
+           count(*) FILTER (WHERE r.runnable_at <= $1
+               AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())) AS claimable,
+           row_number() OVER (PARTITION BY r.queue ORDER BY count(*) DESC, r.concurrency_key)
+               AS rank
+    FROM forgeflow.workflow_runs r
+    WHERE r.concurrency_key IS NOT NULL
+      AND r.status NOT IN ('completed', 'compensated', 'failed')
+    GROUP BY r.queue, r.concurrency_key
+) k
+WHERE rank <= $2
+ORDER BY queue, rank;
+
+-- name: queue_hold
+-- Why a claimable run of a limited queue is not executing: the limits and their use.
+SELECT l.name, l.concurrency, l.key_concurrency, l.rate_limit, l.rate_period_seconds,
+       (SELECT count(*) FROM forgeflow.workflow_runs e
+        WHERE e.queue = l.name AND e.lease_owner IS NOT NULL AND e.lease_expires_at > now())
+           AS executing,
+       (SELECT count(*) FROM forgeflow.workflow_runs e
+        WHERE e.queue = l.name AND e.concurrency_key = $2 AND e.lease_owner IS NOT NULL
+          AND e.lease_expires_at > now()) AS key_executing,
+       (SELECT count(*) FROM forgeflow.workflow_runs s
+        WHERE s.queue = l.name AND s.started_at IS NOT NULL
+          AND s.started_at > $3::timestamptz - make_interval(secs => l.rate_period_seconds))
+           AS started_in_window
+FROM forgeflow.queues l WHERE l.name = $1 AND l.limited;
+
+-- name: fork_source_steps
+-- Every checkpoint of a run, in completion order, with what a fork copies.
+SELECT name, kind, status, completed_at, compensated_at
+FROM forgeflow.workflow_steps WHERE run_id = $1
+ORDER BY completed_at NULLS LAST, started_at NULLS LAST, name;
+
+-- name: insert_linked_run
+-- A restart or a fork: the new run and, for a fork, copies of the checkpoints named in
+-- $12 taken from run $9, written in one statement so that a fork never exists half-copied.
+WITH run AS (
+    INSERT INTO forgeflow.workflow_runs
+        (id, workflow, version, queue, input, runnable_at, timeout_seconds, created_at,
+         restarted_from, forked_from, forked_from_step)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $6, $8, $9, $10)
+    RETURNING id, queue
+), copied AS (
+    INSERT INTO forgeflow.workflow_steps
+        (run_id, name, kind, input, status, result, result_type, error, attempts,
+         started_at, completed_at, execution)
+    SELECT run.id, s.name, s.kind, s.input, s.status, s.result, s.result_type, s.error,
+           s.attempts, s.started_at, s.completed_at, 0
+    FROM run, forgeflow.workflow_steps s
+    WHERE s.run_id = $11 AND s.name = ANY($12::text[])
+    RETURNING 1
+)
+SELECT run.id, (SELECT count(*) FROM copied) AS copied,
+       pg_notify('forgeflow_wakeup', run.queue)
+FROM run;
+
+-- name: run_source
+SELECT id, workflow, version, queue, status, input, timeout_seconds
+FROM forgeflow.workflow_runs WHERE id = $1;
+
+-- name: live_worker_versions
+-- The versions of a workflow that live workers can execute (from "name:version").
+SELECT DISTINCT split_part(w, ':', 2)::integer AS version
+FROM forgeflow.workers, unnest(workflows) AS w
+WHERE split_part(w, ':', 1) = $1
+  AND heartbeat_at > now() - make_interval(secs => $2);
+
+-- name: purge_batch
+-- Deletes up to $4 top-level runs that ended before $1 (optionally of workflow $2 and
+-- status $3), keyset-paginated after ($5, $6), each with its whole tree of child runs,
+-- steps, hooks and event waits. A tree is kept whole while any run in it is unfinished
+-- or recent, so that no parent link ever dangles. Top-level rows are locked SKIP LOCKED
+-- and batches are small: nothing a worker needs waits long. $7 true only counts.
+WITH RECURSIVE roots AS (
+    SELECT id, completed_at FROM forgeflow.workflow_runs
+    WHERE completed_at IS NOT NULL AND parent_run_id IS NULL
+      AND completed_at < $1
+      AND status IN ('completed', 'compensated', 'failed')
+      AND ($2::text IS NULL OR workflow = $2)
+      AND ($3::text IS NULL OR status = $3)
+      AND ($5::timestamptz IS NULL OR (completed_at, id) > ($5, $6))
+    ORDER BY completed_at, id
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), tree AS (
+    SELECT id AS root, id FROM roots
+    UNION ALL
+    SELECT t.root, c.id FROM forgeflow.workflow_runs c JOIN tree t ON c.parent_run_id = t.id
+), blocked AS (
+    SELECT DISTINCT t.root FROM tree t JOIN forgeflow.workflow_runs r ON r.id = t.id
+    WHERE r.status NOT IN ('completed', 'compensated', 'failed')
+       OR r.completed_at IS NULL OR r.completed_at >= $1
+), doomed AS (
+    SELECT id FROM tree WHERE root NOT IN (SELECT root FROM blocked)
+), steps AS (
+    DELETE FROM forgeflow.workflow_steps s USING doomed d
+    WHERE s.run_id = d.id AND NOT $7
+), runs AS (
+    -- Hooks and event waits go with their run (ON DELETE CASCADE).
+    DELETE FROM forgeflow.workflow_runs r USING doomed d
+    WHERE r.id = d.id AND NOT $7
+    RETURNING r.id
+), last AS (
+    SELECT completed_at, id FROM roots ORDER BY completed_at DESC, id DESC LIMIT 1
+)
+SELECT (SELECT count(*) FROM roots) AS scanned,
+       (SELECT count(*) FROM doomed) AS matched,
+       (SELECT count(*) FROM runs) AS deleted,
+       (SELECT completed_at FROM last) AS last_at,
+       (SELECT id FROM last) AS last_id;
+
+-- name: bulk_select_runs
+-- Runs matching a bulk operation's filters, oldest first, at most $5; and how many match.
+WITH matching AS (
+    SELECT id, created_at FROM forgeflow.workflow_runs
+    WHERE ($1::text IS NULL OR workflow = $1)
+      AND ($2::text IS NULL OR status = $2)
+      AND ($3::timestamptz IS NULL OR created_at >= $3)
+      AND ($4::timestamptz IS NULL OR created_at < $4)
+)
+SELECT (SELECT count(*) FROM matching) AS matched,
+       coalesce((SELECT array_agg(id) FROM (
+           SELECT id FROM matching ORDER BY created_at, id LIMIT $5) x), '{}') AS ids;
+
+-- name: try_advisory_lock
+SELECT pg_try_advisory_lock($1);
+
+-- name: advisory_unlock
+SELECT pg_advisory_unlock($1);
+
+-- name: check_runs
+-- `forgeflow check`: a page of unfinished runs of the given "workflow:version" pairs.
+SELECT id, workflow, version, status, input, wait, created_at, started_at
+FROM forgeflow.workflow_runs
+WHERE status NOT IN ('completed', 'compensated', 'failed')
+  AND (workflow || ':' || version) = ANY($1::text[])
+  AND id > $2
+ORDER BY id
+LIMIT $3;
+
+-- name: check_steps
+-- `forgeflow check`: the checkpoints of a page of runs (columns as in load_steps).
+SELECT run_id, name, kind, status, result, result_type, error, attempts, completed_at
+FROM forgeflow.workflow_steps WHERE run_id = ANY($1::text[]);
+
+-- Schedules ---------------------------------------------------------------------------
+
+-- name: load_replay
+-- A run's checkpoints for replay, and its fire time when a schedule started it; the
+-- LEFT JOIN yields one row with a NULL name for a run without checkpoints.
+SELECT s.name, s.kind, s.status, s.result, s.result_type, s.error, s.attempts,
+       s.completed_at, r.scheduled_at
+FROM forgeflow.workflow_runs r
+LEFT JOIN forgeflow.workflow_steps s ON s.run_id = r.id
+WHERE r.id = $1;
+
+-- name: upsert_schedule
+-- Created or updated by name. The next fire time is kept unless the cron expression or
+-- the time zone changed. A decorator schedule never overwrites a stored one of the same
+-- name, and re-declaring an unchanged one writes (and NOTIFYs) nothing.
+INSERT INTO forgeflow.schedules
+    (name, workflow, version, queue, timeout_seconds, cron, timezone, catchup, input,
+     source, next_fire_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $12)
+ON CONFLICT (name) DO UPDATE
+SET workflow = excluded.workflow, version = excluded.version, queue = excluded.queue,
+    timeout_seconds = excluded.timeout_seconds, cron = excluded.cron,
+    timezone = excluded.timezone, catchup = excluded.catchup, input = excluded.input,
+    source = excluded.source,
+    next_fire_at = CASE
+        WHEN (forgeflow.schedules.cron, forgeflow.schedules.timezone)
+             IS DISTINCT FROM (excluded.cron, excluded.timezone)
+        THEN excluded.next_fire_at ELSE forgeflow.schedules.next_fire_at END,
+    updated_at = excluded.updated_at
+WHERE excluded.source = 'api'
+   OR (forgeflow.schedules.source = 'decorator'
+       AND (forgeflow.schedules.workflow, forgeflow.schedules.version,
+            forgeflow.schedules.queue, forgeflow.schedules.timeout_seconds,
+            forgeflow.schedules.cron, forgeflow.schedules.timezone,
+            forgeflow.schedules.catchup, forgeflow.schedules.input)
+           IS DISTINCT FROM (excluded.workflow, excluded.version, excluded.queue,
+                             excluded.timeout_seconds, excluded.cron, excluded.timezone,
+                             excluded.catchup, excluded.input))
+RETURNING name, pg_notify('forgeflow_schedules', name);
+
+-- name: forget_declared_schedules
+-- Decorator schedules of workflows whose code no longer declares one.
+DELETE FROM forgeflow.schedules
+WHERE source = 'decorator' AND name = ANY($1::text[])
+RETURNING name, pg_notify('forgeflow_schedules', name);
+
+-- name: get_schedule
+SELECT name, workflow, version, queue, timeout_seconds, cron, timezone, catchup, input, source, paused, next_fire_at
+FROM forgeflow.schedules WHERE name = $1;
+
+-- name: list_schedules
+SELECT s.name, s.workflow, s.cron, s.timezone, s.catchup, s.input, s.source, s.paused,
+       s.next_fire_at, s.created_at, s.updated_at,
+       last.id AS last_run_id, last.status AS last_run_status,
+       last.scheduled_at AS last_scheduled_at
+FROM forgeflow.schedules s
+LEFT JOIN LATERAL (
+    SELECT r.id, r.status, r.scheduled_at FROM forgeflow.workflow_runs r
+    WHERE r.schedule = s.name
+    ORDER BY r.created_at DESC, r.scheduled_at DESC
+    LIMIT 1
+) last ON true
+WHERE ($1::text IS NULL OR s.name = $1)
+ORDER BY s.name;
+
+-- name: pause_schedule
+UPDATE forgeflow.schedules SET paused = true, updated_at = $2
+WHERE name = $1
+RETURNING name, pg_notify('forgeflow_schedules', name);
+
+-- name: resume_schedule
+-- Resuming fires from the next future time: what fell due while paused is not run.
+UPDATE forgeflow.schedules SET paused = false, next_fire_at = $2, updated_at = $3
+WHERE name = $1 AND paused
+RETURNING name, pg_notify('forgeflow_schedules', name);
+
+-- name: delete_schedule
+DELETE FROM forgeflow.schedules WHERE name = $1
+RETURNING name, pg_notify('forgeflow_schedules', name);
+
+-- name: due_schedules
+SELECT name, workflow, cron, timezone, catchup, next_fire_at
+FROM forgeflow.schedules
+WHERE NOT paused AND next_fire_at <= $1 AND workflow = ANY($2::text[])
+ORDER BY next_fire_at
+LIMIT $3;
+
+-- name: next_schedule_fire
+SELECT min(next_fire_at) FROM forgeflow.schedules
+WHERE NOT paused AND workflow = ANY($1::text[]);
+
+-- name: fire_schedule
+-- Deciding and starting in one statement: the compare-and-set on next_fire_at lets one
+-- of any number of workers handling the same fire time at once win, and a worker killed
+-- in between commits neither. Each run's idempotency key is derived from the schedule
+-- and its fire time, so even a schedule reset to an already handled time cannot start a
+-- second run for it.
+WITH claimed AS (
+    UPDATE forgeflow.schedules
+    SET next_fire_at = $3, updated_at = $8
+    WHERE name = $1 AND next_fire_at = $2 AND NOT paused
+    RETURNING name, input
+), fired AS (
+    INSERT INTO forgeflow.workflow_runs
+        (id, workflow, version, queue, input, idempotency_key, runnable_at,
+         timeout_seconds, created_at, schedule, scheduled_at)
+    SELECT f.id, $4, $5, $6, c.input, 'schedule:' || c.name || ':' || f.key, f.at, $7, $8,
+           c.name, f.at
+    FROM claimed c, unnest($9::text[], $10::timestamptz[], $11::text[]) AS f (id, at, key)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, pg_notify('forgeflow_wakeup', queue)
+)
+SELECT (SELECT count(*) FROM claimed) AS claimed, ARRAY(SELECT id FROM fired) AS runs;
+
+-- name: trigger_schedule
+-- One run now, outside the cron times; its key says it was a trigger. The workflow's
+-- version, queue and timeout are the caller's, or else those stored with the schedule.
+INSERT INTO forgeflow.workflow_runs
+    (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
+     created_at, schedule, scheduled_at)
+SELECT $2, s.workflow, coalesce($3, s.version), coalesce($4, s.queue), s.input,
+       'schedule:' || s.name || ':trigger:' || $2, $6, coalesce($5, s.timeout_seconds), $6,
+       s.name, $6
+FROM forgeflow.schedules s WHERE s.name = $1
+RETURNING id, pg_notify('forgeflow_wakeup', queue);

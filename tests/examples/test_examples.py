@@ -136,6 +136,17 @@ EXPECTED: dict[str, Expected] = {
             r"status: completed, outcome: approve, comment: 'looks good'",
         ),
     ),
+    "safe_deploy.py": Expected(
+        lines=(
+            r"two refund requests wait for a reviewer",
+            r"diverges: at 'screen', expected 'hook:review'",
+            r"Checking the change guarded by ctx.patched",
+            r"compatible, compatible",
+            r"paid R-1 \(old path: not screened\)",
+            r"screened R-3",
+            r"paid R-3 \(new path: screened first\)",
+        ),
+    ),
     "crash_recovery.py": Expected(
         lines=(
             r"worker 1 started",
@@ -146,6 +157,52 @@ EXPECTED: dict[str, Expected] = {
             r"pack_parcel\s+finished\s+worker 2",
             r"send_receipt\s+finished\s+worker 2",
             r"every step finished exactly once",
+        ),
+    ),
+    "rate_limited_api.py": Expected(
+        lines=(
+            r"Started 20 runs on queue 'partner_api' in one round trip",
+            r"queue partner_api: executing=\d+ claimable=\d+ limited=\d+ "
+            r"\(limits: concurrency=3, rate=5/1s\)",
+            r"All 20 runs completed \(software\)",
+            r"second 0: [1-5] runs started",
+            r"Busiest one-second window: [1-5] starts \(limit 5\)",
+        ),
+    ),
+    "per_customer_serial.py": Expected(
+        lines=(
+            r"Started 10 orders for 3 customers \(globex #99 with priority 10\)",
+            r"10 invoice requests for acme became 1 run\(s\)",
+            r"Invoice run: invoice of acme at revision 10",
+            r"globex order sequence: #99 #1 #2 #3",
+            r"Overlapping orders of one customer: 0",
+            r"Most orders running at once: [23] \(one per customer\)",
+        ),
+    ),
+    "repair_runs.py": Expected(
+        lines=(
+            r"running render v1 \(call 1\)",
+            r"failed: .*unsupported currency format",
+            r"running render v2 \(call 1\)",
+            r"fork output: invoice for cus_42: 42.50 EUR",
+            r"fork lineage: forked from \S+ at render",
+            r"load_customer ran 1 time\(s\) in all",
+            r"running load_customer \(call 2\)",
+            r"restart output: invoice for cus_42",
+            r"bulk restart dry run: 1 matched, 0 acted",
+            r"purged 1 old run\(s\)",
+        ),
+    ),
+    "nightly_report.py": Expected(
+        lines=(
+            r"nightly_report\s+0 2 \* \* \*\s+Europe/Paris\s+next Fri Mar 29 01:00:00 2024 UTC",
+            r"night of Sat 30 Mar 02:00 CET",
+            r"night of Sun 31 Mar 03:00 CEST",
+            r"digest\] weekly digest for sales, Mon 01 Apr 09:00 CEST",
+            r"night of Thu 04 Apr 02:00 CEST",
+            r"nightly_report ran 7 times, each night once",
+            r"triggered by hand: run completed, scheduled_at 2024-04-04 12:00:00\+00:00",
+            r"digest\s+paused",
         ),
     ),
     "scheduled_wait.py": Expected(

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import pytest
 
 from forgeflow import (
     ChildWorkflowFailed,
     Forgeflow,
     Registry,
     WorkflowContext,
+    WorkflowFailed,
     WorkflowStatus,
     workflow,
 )
@@ -211,3 +213,43 @@ async def test_run_executes_the_children_its_run_waits_for_without_a_worker(
 
     with anyio.fail_after(30):
         assert await ff.run(sum_of_squares, 3) == 9 + 16
+
+
+@pytest.mark.parametrize("ending", ["failure", "timeout"])
+async def test_whatever_ends_a_parent_rolls_back_its_attached_children_first(
+    ff: Forgeflow, registry: Registry, ending: str
+) -> None:
+    """A parent that fails or times out cancels its attached children, which are rolled
+    back before its own compensations run; a detached child is left alone."""
+    undone: list[str] = []
+
+    @workflow(version=1, registry=registry)
+    async def child(ctx: WorkflowContext, name: str) -> None:
+        await ctx.step("reserve", lambda: name).compensate(lambda n: undone.append(f"child {n}"))
+        await ctx.wait_for_event("never", {"name": name})
+
+    @workflow(version=1, registry=registry, timeout="2s" if ending == "timeout" else "1h")
+    async def parent(ctx: WorkflowContext, _: None) -> None:
+        await ctx.step("open", lambda: "parent").compensate(lambda n: undone.append(n))
+        attached = await ctx.start_child(child, "attached")
+        await ctx.start_child(child, "detached", detached=True)
+        if ending == "failure":
+            await ctx.step("explode", _explode)
+        await attached.result()  # waits until the deadline passes
+
+    run_id = await ff.start(parent)
+    async with ff.worker(concurrency=4):
+        with pytest.raises(WorkflowFailed):
+            await ff.result(run_id, timeout=30)
+        kids = {
+            r.input: r for r in await ff.list_runs(workflow="child") if r.parent_run_id == run_id
+        }
+        assert kids["attached"].status is WorkflowStatus.COMPENSATED
+        assert kids["detached"].status is WorkflowStatus.WAITING
+    record = await ff.status(run_id)
+    assert (record.status, record.end_reason) == (WorkflowStatus.COMPENSATED, ending)
+    assert undone == ["child attached", "parent"]
+
+
+def _explode() -> None:
+    raise RuntimeError("card declined")

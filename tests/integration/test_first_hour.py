@@ -20,6 +20,7 @@ from forgeflow import (
     WorkflowStatus,
     workflow,
 )
+from forgeflow._journal import Checkpoint
 from forgeflow._store import Store
 from forgeflow.testing import WorkflowTestEnv
 
@@ -137,8 +138,8 @@ async def test_a_late_running_marker_never_replaces_a_finished_checkpoint(
         worker,
     )
     for name in ("done", "skipped"):
-        args = (run_id, worker, name, "step", "running", None, None, None, 2, None, None)
-        assert await store.checkpoint_step(*args) is False
+        marker = Checkpoint(name, "step", StepStatus.RUNNING, attempts=2)
+        assert await store.checkpoint_step(run_id, worker, marker) is False
     steps = {s.name: s for s in (await ff.status(run_id)).steps}
     assert (steps["done"].status, steps["done"].attempts) == (StepStatus.COMPLETED, 1)
     assert steps["done"].result == "value"
@@ -279,9 +280,9 @@ async def test_fast_steps_write_one_checkpoint_each_and_nothing_else(
     calls: list[str] = []
     original = Store.checkpoint_step
 
-    async def counted(self: Store, *args: Any, **kwargs: Any) -> bool | None:
-        calls.append(args[4])
-        return await original(self, *args, **kwargs)
+    async def counted(self: Store, run_id: str, worker: str, c: Checkpoint) -> bool | None:
+        calls.append(c.status.value)
+        return await original(self, run_id, worker, c)
 
     monkeypatch.setattr(Store, "checkpoint_step", counted)
 

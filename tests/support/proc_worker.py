@@ -53,7 +53,7 @@ async def serve(args: argparse.Namespace) -> None:
         ) as client:
             worker = client.worker(
                 concurrency=args.concurrency,
-                queues=args.queue or ["default"],
+                queues=args.queue or None,
                 lease=args.lease,
                 poll_interval=args.poll_interval,
                 grace=args.grace,

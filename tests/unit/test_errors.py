@@ -24,6 +24,8 @@ TREE = {
     "IdempotencyConflict": "ForgeflowError",
     "RunNotFound": "ForgeflowError",
     "ContextClosed": "ForgeflowError",
+    "ForkError": "ForgeflowError",
+    "ScheduleNotFound": "ForgeflowError",
     "StepError": "ForgeflowError",
     "StepFailed": "StepError",
     "StepTimeout": "StepError",
@@ -91,6 +93,13 @@ def test_errors_carry_their_details() -> None:
     assert invalid.errors == [{"loc": ["a"], "msg": "m"}]
     child = errors.ChildWorkflowFailed(run_id="c", status="failed")
     assert (child.run_id, child.status) == ("c", "failed")
+
+
+def test_fork_errors_name_the_run_and_step() -> None:
+    """ForkError keeps the run and the step it refused, and answers HTTP 409."""
+    error = errors.ForkError("x", run_id="r", step="charge")
+    assert (error.run_id, error.step) == ("r", "charge")
+    assert errors.ForkError.status_code == 409
 
 
 def test_hook_errors_map_to_http_status_codes() -> None:

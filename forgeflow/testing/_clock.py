@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ._durations import Duration, parse_duration
+from .._durations import Duration, parse_duration
 
 __all__ = ["ManualClock"]
 

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
-from ._migrations import apply_migrations
-from .errors import ConfigurationError
+from .._migrations import apply_migrations
+from ..errors import ConfigurationError
 
 __all__ = [
     "ENV_VAR",

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ._client import Forgeflow
-from ._testing_clock import ManualClock
-from ._testing_context import InjectedFailure, SimulatedCrash
-from ._testing_env import StepSummary, WorkflowTestEnv
+from .._client import Forgeflow
+from ._clock import ManualClock
+from ._context import InjectedFailure, SimulatedCrash
+from ._env import StepSummary, WorkflowTestEnv
 
 __all__ = [
     "InjectedFailure",
@@ -68,7 +68,6 @@ async def fire_timers(
     assert await ff.result(run_id, timeout=10) == "reminded"
     ```
     """
-    when = client._clock.now() if to is None else to
-    if when.tzinfo is None:
+    if to is not None and to.tzinfo is None:
         raise ValueError("fire_timers: 'to' must be timezone-aware")
-    return await client._store.fire_timers(run_id, when)
+    return await client.fire_timers(run_id, to)

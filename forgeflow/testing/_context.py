@@ -11,11 +11,11 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from ._context import WorkflowContext
-from ._steps import StepRunner
+from .._context import WorkflowContext
+from .._journal import Checkpoint
+from .._steps import StepRunner
 
 __all__ = ["Faults", "InjectedFailure", "SimulatedCrash", "testing_context"]
 
@@ -140,7 +140,7 @@ def testing_context(faults: Faults) -> type[WorkflowContext]:
         ) -> StepRunner[Any]:
             runner = super().step(name, fn, *args, **kwargs)
             failure = faults.failure_for(runner.name, name)
-            row = self._steps.get(runner.name)
+            row = self.journal.get(runner.name)
             if failure is not None and (row is None or row.status not in _DONE):
                 runner._fn = _injecting(fn, runner.name, failure)
             return runner
@@ -150,32 +150,10 @@ def testing_context(faults: Faults) -> type[WorkflowContext]:
             faults.seen(self.run_id, resolved)
             return resolved
 
-        async def _checkpoint(
-            self,
-            name: str,
-            kind: str,
-            status: str,
-            result: str | None,
-            result_type: str | None,
-            error: str | None,
-            attempts: int,
-            started: datetime | None,
-            completed: datetime | None,
-            step_input: str | None = None,
-        ) -> None:
-            await super()._checkpoint(
-                name,
-                kind,
-                status,
-                result,
-                result_type,
-                error,
-                attempts,
-                started,
-                completed,
-                step_input,
-            )
-            if status == "completed" and faults.take_crash(name, name.partition("#")[0]):
+        async def _checkpoint(self, checkpoint: Checkpoint) -> None:
+            await super()._checkpoint(checkpoint)
+            name = checkpoint.name
+            if checkpoint.status == "completed" and faults.take_crash(name, name.partition("#")[0]):
                 raise SimulatedCrash(self.run_id, name)
 
         async def _emit(self, name: str, **fields: Any) -> None:

@@ -11,15 +11,14 @@ from typing import Any, NamedTuple
 
 import anyio
 
-from ._client import Forgeflow
-from ._definitions import Registry, WorkflowDefinition
-from ._durations import Duration, parse_duration
-from ._models import HookRecord, Outcome, StepStatus, WorkflowRecord, WorkflowStatus
-from ._records import step_record
-from ._testing_clock import ManualClock
-from ._testing_context import Faults, testing_context
-from ._testing_worker import TestWorker
-from .errors import ConfigurationError, HookNotFound, ResultTimeout
+from .._client import Forgeflow
+from .._definitions import Registry, WorkflowDefinition
+from .._durations import Duration, parse_duration
+from .._models import HookRecord, Outcome, StepStatus, WorkflowRecord, WorkflowStatus
+from ..errors import ConfigurationError, HookNotFound, ResultTimeout
+from ._clock import ManualClock
+from ._context import Faults, testing_context
+from ._worker import TestWorker
 
 __all__ = ["StepSummary", "WorkflowTestEnv"]
 
@@ -60,7 +59,7 @@ class WorkflowTestEnv:
         batch: int = 100,
         poll_interval: Duration = "1s",
     ) -> None:
-        clock = client._clock
+        clock = client.clock
         if not isinstance(clock, ManualClock):
             raise ConfigurationError(
                 "WorkflowTestEnv needs a client whose clock is a ManualClock: "
@@ -108,7 +107,7 @@ class WorkflowTestEnv:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> WorkflowTestEnv:
-        executor = self.client._executor
+        executor = self.client.runtime.executor
         self._saved_context = executor.context_class
         executor.context_class = testing_context(self._faults)
         try:
@@ -122,7 +121,7 @@ class WorkflowTestEnv:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._worker.stop()
-        self.client._executor.context_class = self._saved_context
+        self.client.runtime.executor.context_class = self._saved_context
         if et is None:
             self._worker.raise_error()
 
@@ -137,9 +136,10 @@ class WorkflowTestEnv:
 
         Everything due now runs first. Then, repeatedly, the clock jumps to the earliest
         wake-up time still inside the window (a timer, a retry delay, a hook or event
-        timeout, a deadline) and the runs due then go on until none is left to do at
-        that moment. Finally the clock stands at the end of the window; the new time is
-        returned.
+        timeout, a deadline, a schedule's fire time) and the runs due then go on until
+        none is left to do at that moment; schedules, decorator and stored, fire in time
+        order, each fire time on time. Finally the clock stands at the end of the window;
+        the new time is returned.
         """
         return await self.advance_to(self.clock.now() + parse_duration(duration))
 
@@ -170,7 +170,7 @@ class WorkflowTestEnv:
         it (its workflow version is not in the client's registry).
         """
         limit = parse_duration(timeout, field="timeout").total_seconds()
-        notifications = self.client._notifications
+        notifications = self.client.runtime.notifications
         record: WorkflowRecord | None = None
         with anyio.move_on_after(limit):
             while True:
@@ -283,7 +283,7 @@ class WorkflowTestEnv:
         Steps still running or pending come last. With ``include_waits`` the
         checkpoints of sleeps, hooks, events and children are listed too.
         """
-        rows = [step_record(r) for r in await self.client._store.get_run_steps(run_id)]
+        rows = await self.client.steps(run_id)
         order = self._faults.order.get(run_id, {})
         rows.sort(
             key=lambda s: (
@@ -300,7 +300,7 @@ class WorkflowTestEnv:
 
     async def compensations(self, run_id: str) -> list[str]:
         """The names of the steps whose compensation ran, in the order they ran."""
-        rows = [step_record(r) for r in await self.client._store.get_run_steps(run_id)]
+        rows = await self.client.steps(run_id)
         ran = self._faults.compensated.get(run_id, [])
         position = {name: i for i, name in enumerate(ran)}
         done = [s for s in rows if s.compensated_at is not None]

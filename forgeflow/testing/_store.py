@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from .errors import DatabaseError
+from ..errors import DatabaseError
 
 __all__ = ["TestingStore"]
 

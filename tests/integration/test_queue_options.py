@@ -1,0 +1,217 @@
+"""Start options against the database: delays, debounce, start_many, bad input, visibility."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from pydantic import BaseModel
+
+from forgeflow import (
+    Debounce,
+    Forgeflow,
+    InputValidationError,
+    Queue,
+    Registry,
+    WorkflowContext,
+    WorkflowStatus,
+    workflow,
+)
+from forgeflow.testing import ManualClock
+from tests.support.db import wait_for
+
+EMAILS = Queue("emails", concurrency=2, key_concurrency=1, rate="100/min")
+
+
+class Mail(BaseModel):
+    """An email to send."""
+
+    to: str
+
+
+@pytest.fixture
+def mailer(registry: Registry) -> object:
+    """A workflow on the limited ``emails`` queue."""
+
+    @workflow(version=1, queue=EMAILS, registry=registry)
+    async def send_mail(ctx: WorkflowContext, mail: Mail) -> str:
+        return mail.to
+
+    return send_mail
+
+
+@pytest.fixture
+async def timed(dsn: str, registry: Registry) -> AsyncIterator[tuple[Forgeflow, ManualClock]]:
+    """A client whose clock the test moves."""
+    clock = ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
+    async with Forgeflow.connect(dsn, registry=registry, clock=clock) as client:
+        yield client, clock
+
+
+async def run_count(ff: Forgeflow) -> int:
+    """How many runs exist."""
+    value: int = await ff.pool.fetchval("SELECT count(*) FROM forgeflow.workflow_runs")
+    return value
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"priority": "urgent"}, "priority"),
+        ({"key": "x" * 300}, "key"),
+        ({"start_at": datetime(2031, 1, 1)}, "start_at"),
+        ({"start_at": datetime(2001, 1, 1, tzinfo=UTC)}, "start_at"),
+        ({"delay": "whenever"}, "delay"),
+        ({"debounce": Debounce("k"), "idempotency_key": "i"}, "debounce"),
+    ],
+)
+async def test_bad_start_options_write_nothing(
+    ff: Forgeflow, mailer: object, options: dict[str, object], field: str
+) -> None:
+    """A bad option raises ValueError naming it, and no run is written."""
+    with pytest.raises(ValueError, match=f"^{field}:"):
+        await ff.start(mailer, Mail(to="a@example.com"), **options)  # type: ignore[arg-type]
+    assert await run_count(ff) == 0
+
+
+async def test_one_invalid_input_in_start_many_writes_nothing_of_the_batch(
+    ff: Forgeflow, mailer: object
+) -> None:
+    """start_many validates every input first: one bad input, no run written."""
+    inputs = [{"to": "a@example.com"}, {"to": "b@example.com"}, {"nope": 1}]
+    with pytest.raises(InputValidationError):
+        await ff.start_many(mailer, inputs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^priority:"):
+        await ff.start_many(mailer, inputs[:2], priority=0.5)  # type: ignore[arg-type]
+    assert await run_count(ff) == 0
+
+
+async def test_start_many_writes_the_batch_in_order_with_its_options(
+    ff: Forgeflow, mailer: object
+) -> None:
+    """start_many returns one id per input, in order, each run carrying the options."""
+    inputs = [Mail(to=f"{i}@example.com") for i in range(5)]
+    ids = await ff.start_many(mailer, inputs, priority=7, key="acme")  # type: ignore[arg-type]
+    assert len(set(ids)) == 5
+    for run_id, mail in zip(ids, inputs, strict=True):
+        record = await ff.status(run_id)
+        assert (record.input, record.priority, record.key) == (mail.model_dump(), 7, "acme")
+        assert record.queue == "emails"
+    assert await ff.start_many(mailer, []) == []  # type: ignore[arg-type]
+
+
+async def test_start_many_honours_idempotency_keys_within_and_across_batches(
+    ff: Forgeflow, mailer: object
+) -> None:
+    """A repeated idempotency key, in the batch or from an earlier run, gives that run's id."""
+    first = await ff.start(mailer, Mail(to="a@example.com"), idempotency_key="k1")  # type: ignore[arg-type]
+    ids = await ff.start_many(
+        mailer,  # type: ignore[arg-type]
+        [Mail(to="b@example.com"), Mail(to="c@example.com"), Mail(to="d@example.com")],
+        idempotency_keys=["k1", "k2", "k2"],
+    )
+    assert ids[0] == first
+    assert ids[1] == ids[2] != first
+    assert await run_count(ff) == 2
+
+
+async def test_a_delayed_run_is_created_now_and_says_when_it_becomes_claimable(
+    timed: tuple[Forgeflow, ManualClock], mailer: object
+) -> None:
+    """delay= writes a created run whose status explains the wait."""
+    ff, clock = timed
+    run_id = await ff.start(mailer, Mail(to="a@example.com"), delay="1h")  # type: ignore[arg-type]
+    record = await ff.status(run_id)
+    assert record.status is WorkflowStatus.CREATED
+    assert record.wait is not None
+    assert record.wait["kind"] == "delayed"
+    assert record.wait["until"] == (clock.now() + timedelta(hours=1)).isoformat()
+    states = {q.name: q for q in await ff.queues()}
+    assert (states["emails"].delayed, states["emails"].claimable) == (1, 0)
+
+
+async def test_debounce_moves_the_start_back_but_never_past_max_wait(
+    timed: tuple[Forgeflow, ManualClock], mailer: object
+) -> None:
+    """Each debounced start replaces the input and moves the start to now + window,
+    capped at the first start + max_wait; every call returns the same run."""
+    ff, clock = timed
+    first_at = clock.now()
+    debounce = Debounce("digest", window="10s", max_wait="15s")
+    run_id = await ff.start(mailer, Mail(to="1@example.com"), debounce=debounce)  # type: ignore[arg-type]
+
+    async def runnable_at() -> datetime:
+        value: datetime = await ff.pool.fetchval(
+            "SELECT runnable_at FROM forgeflow.workflow_runs WHERE id = $1", run_id
+        )
+        return value
+
+    assert await runnable_at() == first_at + timedelta(seconds=10)
+    clock.advance("3s")
+    again = await ff.start(mailer, Mail(to="2@example.com"), debounce=debounce)  # type: ignore[arg-type]
+    assert again == run_id
+    assert await runnable_at() == first_at + timedelta(seconds=13)
+    clock.advance("8s")
+    assert await ff.start(mailer, Mail(to="3@example.com"), debounce=debounce) == run_id  # type: ignore[arg-type]
+    assert await runnable_at() == first_at + timedelta(seconds=15)  # capped by max_wait
+    record = await ff.status(run_id)
+    assert record.input == {"to": "3@example.com"}
+    assert await run_count(ff) == 1
+    # Another key is another run.
+    other = await ff.start(mailer, Mail(to="x@example.com"), debounce=Debounce("other"))  # type: ignore[arg-type]
+    assert other != run_id
+
+
+async def test_queues_reports_limits_and_counts(ff: Forgeflow, mailer: object) -> None:
+    """ff.queues() lists each queue with its limits, counts and busiest keys."""
+    await ff._store.declare_queue("emails", 2, 1, 100, 60.0)
+    await ff.start_many(mailer, [Mail(to="a@example.com")] * 3, key="acme")  # type: ignore[arg-type]
+    await ff.start(mailer, Mail(to="b@example.com"), key="globex")  # type: ignore[arg-type]
+    (emails,) = [q for q in await ff.queues() if q.name == "emails"]
+    assert (emails.concurrency, emails.key_concurrency, emails.rate) == (2, 1, "100/60s")
+    assert (emails.executing, emails.claimable, emails.delayed, emails.limited) == (0, 4, 0, 0)
+    assert emails.top_keys[0] == {"key": "acme", "executing": 0, "claimable": 3}
+    assert emails.as_dict()["name"] == "emails"
+
+
+async def test_two_claims_at_the_same_instant_cannot_both_take_the_last_slot(
+    ff: Forgeflow, mailer: object, dsn: str
+) -> None:
+    """A claim whose snapshot predates another claim's commit waits, then sees it: with
+    concurrency=1, two racing claims lease one run, not two, even when each picks a
+    different run (the second run is urgent and arrives between the two claims)."""
+    await ff._store.declare_queue("emails", 1, None, None, None)
+    await ff.start(mailer, Mail(to="a@example.com"))  # type: ignore[arg-type]
+    keys = [("send_mail", 1)]
+    first = await asyncpg.connect(dsn)
+    second = await asyncpg.connect(dsn)
+    try:
+        first_pid, second_pid = first.get_server_pid(), second.get_server_pid()
+        async with first.transaction():
+            now = datetime.now(UTC)
+            won = await ff._store.bind(first).claim_limited_runs(
+                now, ["emails"], keys, 5, "first", 30
+            )
+            assert len(won) == 1
+            await ff.start(mailer, Mail(to="b@example.com"), priority=10)  # type: ignore[arg-type]
+            later = datetime.now(UTC)
+            racing = asyncio.create_task(
+                ff._store.bind(second).claim_limited_runs(later, ["emails"], keys, 5, "second", 30)
+            )
+
+            async def second_waits_for_the_first() -> bool:
+                blockers = await ff.pool.fetchval("SELECT pg_blocking_pids($1)", second_pid)
+                return first_pid in blockers
+
+            await wait_for(second_waits_for_the_first, what="the second claim to wait")
+        assert await racing == []
+    finally:
+        await first.close()
+        await second.close()
+    leased = await ff.pool.fetchval(
+        "SELECT count(*) FROM forgeflow.workflow_runs WHERE lease_owner IS NOT NULL"
+    )
+    assert leased == 1
