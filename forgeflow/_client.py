@@ -189,6 +189,11 @@ class Forgeflow:
         idempotency_key: str | None = None,
         version: int | None = None,
         queue: str | None = None,
+        priority: int = 0,
+        key: str | None = None,
+        start_at: datetime | None = None,
+        delay: Duration | None = None,
+        debounce: Debounce | None = None,
     ) -> str: ...
     @overload
     async def start(
@@ -199,6 +204,11 @@ class Forgeflow:
         idempotency_key: str | None = None,
         version: int | None = None,
         queue: str | None = None,
+        priority: int = 0,
+        key: str | None = None,
+        start_at: datetime | None = None,
+        delay: Duration | None = None,
+        debounce: Debounce | None = None,
     ) -> str: ...
     @overload
     async def start(
@@ -209,6 +219,11 @@ class Forgeflow:
         idempotency_key: str | None = None,
         version: int | None = None,
         queue: str | None = None,
+        priority: int = 0,
+        key: str | None = None,
+        start_at: datetime | None = None,
+        delay: Duration | None = None,
+        debounce: Debounce | None = None,
     ) -> str: ...
     async def start(
         self,

@@ -73,7 +73,7 @@ async def test_bad_start_options_write_nothing(
 ) -> None:
     """A bad option raises ValueError naming it, and no run is written."""
     with pytest.raises(ValueError, match=f"^{field}:"):
-        await ff.start(mailer, Mail(to="a@example.com"), **options)  # type: ignore[arg-type]
+        await ff.start(mailer, Mail(to="a@example.com"), **options)  # type: ignore[call-overload]
     assert await run_count(ff) == 0
 
 
@@ -107,7 +107,7 @@ async def test_start_many_honours_idempotency_keys_within_and_across_batches(
     ff: Forgeflow, mailer: object
 ) -> None:
     """A repeated idempotency key, in the batch or from an earlier run, gives that run's id."""
-    first = await ff.start(mailer, Mail(to="a@example.com"), idempotency_key="k1")  # type: ignore[arg-type]
+    first = await ff.start(mailer, Mail(to="a@example.com"), idempotency_key="k1")  # type: ignore[call-overload]
     ids = await ff.start_many(
         mailer,  # type: ignore[arg-type]
         [Mail(to="b@example.com"), Mail(to="c@example.com"), Mail(to="d@example.com")],
@@ -123,7 +123,7 @@ async def test_a_delayed_run_is_created_now_and_says_when_it_becomes_claimable(
 ) -> None:
     """delay= writes a created run whose status explains the wait."""
     ff, clock = timed
-    run_id = await ff.start(mailer, Mail(to="a@example.com"), delay="1h")  # type: ignore[arg-type]
+    run_id = await ff.start(mailer, Mail(to="a@example.com"), delay="1h")  # type: ignore[call-overload]
     record = await ff.status(run_id)
     assert record.status is WorkflowStatus.CREATED
     assert record.wait is not None
@@ -141,7 +141,7 @@ async def test_debounce_moves_the_start_back_but_never_past_max_wait(
     ff, clock = timed
     first_at = clock.now()
     debounce = Debounce("digest", window="10s", max_wait="15s")
-    run_id = await ff.start(mailer, Mail(to="1@example.com"), debounce=debounce)  # type: ignore[arg-type]
+    run_id = await ff.start(mailer, Mail(to="1@example.com"), debounce=debounce)  # type: ignore[call-overload]
 
     async def runnable_at() -> datetime:
         value: datetime = await ff.pool.fetchval(
@@ -151,17 +151,17 @@ async def test_debounce_moves_the_start_back_but_never_past_max_wait(
 
     assert await runnable_at() == first_at + timedelta(seconds=10)
     clock.advance("3s")
-    again = await ff.start(mailer, Mail(to="2@example.com"), debounce=debounce)  # type: ignore[arg-type]
+    again = await ff.start(mailer, Mail(to="2@example.com"), debounce=debounce)  # type: ignore[call-overload]
     assert again == run_id
     assert await runnable_at() == first_at + timedelta(seconds=13)
     clock.advance("8s")
-    assert await ff.start(mailer, Mail(to="3@example.com"), debounce=debounce) == run_id  # type: ignore[arg-type]
+    assert await ff.start(mailer, Mail(to="3@example.com"), debounce=debounce) == run_id  # type: ignore[call-overload]
     assert await runnable_at() == first_at + timedelta(seconds=15)  # capped by max_wait
     record = await ff.status(run_id)
     assert record.input == {"to": "3@example.com"}
     assert await run_count(ff) == 1
     # Another key is another run.
-    other = await ff.start(mailer, Mail(to="x@example.com"), debounce=Debounce("other"))  # type: ignore[arg-type]
+    other = await ff.start(mailer, Mail(to="x@example.com"), debounce=Debounce("other"))  # type: ignore[call-overload]
     assert other != run_id
 
 
@@ -169,7 +169,7 @@ async def test_queues_reports_limits_and_counts(ff: Forgeflow, mailer: object) -
     """ff.queues() lists each queue with its limits, counts and busiest keys."""
     await ff._store.declare_queue("emails", 2, 1, 100, 60.0)
     await ff.start_many(mailer, [Mail(to="a@example.com")] * 3, key="acme")  # type: ignore[arg-type]
-    await ff.start(mailer, Mail(to="b@example.com"), key="globex")  # type: ignore[arg-type]
+    await ff.start(mailer, Mail(to="b@example.com"), key="globex")  # type: ignore[call-overload]
     (emails,) = [q for q in await ff.queues() if q.name == "emails"]
     assert (emails.concurrency, emails.key_concurrency, emails.rate) == (2, 1, "100/60s")
     assert (emails.executing, emails.claimable, emails.delayed, emails.limited) == (0, 4, 0, 0)
@@ -184,7 +184,7 @@ async def test_two_claims_at_the_same_instant_cannot_both_take_the_last_slot(
     concurrency=1, two racing claims lease one run, not two, even when each picks a
     different run (the second run is urgent and arrives between the two claims)."""
     await ff._store.declare_queue("emails", 1, None, None, None)
-    await ff.start(mailer, Mail(to="a@example.com"))  # type: ignore[arg-type]
+    await ff.start(mailer, Mail(to="a@example.com"))  # type: ignore[call-overload]
     keys = [("send_mail", 1)]
     first = await asyncpg.connect(dsn)
     second = await asyncpg.connect(dsn)
@@ -196,7 +196,7 @@ async def test_two_claims_at_the_same_instant_cannot_both_take_the_last_slot(
                 now, ["emails"], keys, 5, "first", 30
             )
             assert len(won) == 1
-            await ff.start(mailer, Mail(to="b@example.com"), priority=10)  # type: ignore[arg-type]
+            await ff.start(mailer, Mail(to="b@example.com"), priority=10)  # type: ignore[call-overload]
             later = datetime.now(UTC)
             racing = asyncio.create_task(
                 ff._store.bind(second).claim_limited_runs(later, ["emails"], keys, 5, "second", 30)
