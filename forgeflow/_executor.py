@@ -263,7 +263,9 @@ class Executor:
             if step:
                 info["step"] = step
             # A failed step's own exception type (KeyError, ...), not only StepFailed.
-            info["error_type"] = getattr(error, "error_type", None) or info["type"]
+            cause = getattr(error, "error_type", None)
+            if cause:
+                info["error_type"] = cause
         resuming = run is not None and run["status"] == "compensating"
         if resuming and run is not None and run["error"] is not None:
             error_json = run["error"]

@@ -247,7 +247,8 @@ async def test_the_exception_type_of_a_failed_workflow_is_kept(
     for wf in (in_step, in_code):
         run_id = await ff.start(wf)
         await ff.drive(run_id)
-        assert (await ff.status(run_id)).error["error_type"] == "KeyError"
+        error = (await ff.status(run_id)).error
+        assert error.get("error_type", error["type"]) == "KeyError"
         with pytest.raises(WorkflowFailed) as failed:
             await ff.result(run_id)
         assert failed.value.error_type == "KeyError"
