@@ -11,6 +11,7 @@ import anyio
 import structlog
 
 from ._durations import Duration, parse_duration
+from ._interrupt import Interrupts
 from ._queues import QueueClaimer
 from ._retention import parse_retention, retention_service
 from ._runloop import RunLoop
@@ -104,6 +105,7 @@ class Worker:
         self._exit: contextlib.AsyncExitStack | None = None
         self._runs: Any = None
         self.log = log.bind(worker=self.worker_id)
+        self._interrupts = Interrupts(self.log, self.grace)
         self.announcement = Announcement(runtime, self.worker_id, self.queues, concurrency)
 
     @property
@@ -150,13 +152,20 @@ class Worker:
             await stack.aclose()
             raise
         self._exit = stack
+        self._interrupts.install()
         self.log.info("worker_started", concurrency=self.concurrency, queues=self.queues)
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        interrupts = self._interrupts
+        interrupts.absorb()
         await self.stop()
+        if interrupts.interrupted:
+            # Ctrl-C was the way out: the worker stopped gracefully and said so in one
+            # line; a traceback of the cancelled script would only bury that line.
+            raise SystemExit(130) from None
 
     def _forget_wakeup(self) -> None:
         with contextlib.suppress(ValueError):
@@ -220,6 +229,8 @@ class Worker:
         exit_stack, self._exit = self._exit, None
         await exit_stack.aclose()
         await self.announcement.withdraw()
+        # Only now: a Ctrl-C during the grace period must still end the process at once.
+        self._interrupts.remove()
         self.log.info("worker_stopped", executed=self.executed, released=len(leftover))
 
     async def wait_idle(self) -> None:
