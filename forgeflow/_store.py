@@ -204,9 +204,13 @@ class Store:
         now: datetime,
         timeout_seconds: float,
         runs: Sequence[tuple[str, str, str | None, datetime, int, str | None]],
-    ) -> list[tuple[str, bool]]:
+    ) -> list[tuple[str, bool, str | None]]:
         """Write a batch of runs in one statement: (id, input, idempotency key, runnable
-        at, priority, key) each; returns (run id, created) in the same order."""
+        at, priority, key) each; returns (run id, created, conflicting workflow) in order.
+
+        When any key is used by a run of another workflow, nothing is written and that
+        workflow is named on the rows concerned.
+        """
         ids, inputs, ikeys, at, priorities, keys = ([run[i] for run in runs] for i in range(6))
         rows = await self._fetch(
             "insert_runs",
@@ -222,7 +226,7 @@ class Store:
             priorities,
             keys,
         )
-        return [(r["id"], r["created"]) for r in rows]
+        return [(r["id"], r["created"], r["conflict"]) for r in rows]
 
     async def debounce_run(
         self,

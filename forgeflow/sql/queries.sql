@@ -509,30 +509,39 @@ WHERE parent_run_id = $1 AND NOT detached
 -- name: insert_runs
 -- start_many: the whole batch in one statement, so it is written entirely or not at all.
 -- Returns one row per input, in input order. A run whose idempotency key was already
--- used (by an earlier run, or earlier in this batch) gets that run's id.
+-- used (by an earlier run, or earlier in this batch) gets that run's id. A key already
+-- used by a run of another workflow writes nothing of the batch (`conflict` says which).
 WITH batch AS (
     SELECT * FROM unnest($1::text[], $5::text[], $6::text[], $9::timestamptz[], $10::int[],
                          $11::text[]) WITH ORDINALITY
         AS b(id, input, idempotency_key, runnable_at, priority, concurrency_key, ord)
+), foreign_keys AS (
+    SELECT b.ord, o.workflow FROM batch b
+    JOIN forgeflow.workflow_runs o ON o.idempotency_key = b.idempotency_key
+    WHERE o.workflow <> $2
 ), inserted AS (
     INSERT INTO forgeflow.workflow_runs
         (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
          created_at, priority, concurrency_key)
     SELECT b.id, $2, $3, $4, b.input::jsonb, b.idempotency_key, b.runnable_at, $8, $7,
            b.priority, b.concurrency_key
-    FROM batch b ORDER BY b.ord
+    FROM batch b
+    WHERE NOT EXISTS (SELECT 1 FROM foreign_keys)
+    ORDER BY b.ord
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, idempotency_key, runnable_at
 )
 SELECT b.ord,
        coalesce(i.id, k.id, e.id) AS id,
        i.id IS NOT NULL AS created,
+       f.workflow AS conflict,
        (SELECT count(pg_notify('forgeflow_wakeup', $4)) FROM inserted) AS notified
 FROM batch b
 LEFT JOIN inserted i ON i.id = b.id
 LEFT JOIN inserted k ON i.id IS NULL AND k.idempotency_key = b.idempotency_key
 LEFT JOIN forgeflow.workflow_runs e ON i.id IS NULL AND k.id IS NULL
     AND e.idempotency_key = b.idempotency_key
+LEFT JOIN foreign_keys f ON f.ord = b.ord
 ORDER BY b.ord;
 
 -- name: debounce_run
