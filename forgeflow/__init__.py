@@ -22,6 +22,7 @@ from ._queues import Queue, QueueState
 from ._settings import Settings
 from ._start_options import Debounce
 from ._steps import RetryPolicy, StepRunner
+from ._transaction import TransactionRunner
 from ._waits import ChildHandle, EventWait, Hook
 from ._worker import Worker
 from .errors import (
@@ -98,6 +99,7 @@ __all__ = [
     "StepStatus",
     "StepTimeout",
     "SystemClock",
+    "TransactionRunner",
     "WaitTimeout",
     "Worker",
     "WorkflowCancelled",

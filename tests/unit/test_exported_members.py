@@ -47,6 +47,7 @@ EXPECTED = {
     "StepFailed",
     "StepRecord",
     "StepRunner",
+    "TransactionRunner",
     "StepStatus",
     "StepTimeout",
     "SystemClock",
