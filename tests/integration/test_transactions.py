@@ -9,6 +9,7 @@ whatever the failing transaction writes is rolled back with it).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import asyncpg
@@ -18,6 +19,7 @@ from forgeflow import (
     Forgeflow,
     Registry,
     StepStatus,
+    TransactionRunner,
     WorkflowContext,
     WorkflowFailed,
     WorkflowStatus,
@@ -236,11 +238,13 @@ async def test_a_failing_compensation_commits_nothing(
 # -- the lease -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("level", ["read committed", "serializable"])
 async def test_a_stolen_lease_rolls_the_whole_transaction_back(
-    ff: Forgeflow, registry: Registry, db: asyncpg.Connection
+    ff: Forgeflow, registry: Registry, db: asyncpg.Connection, level: str
 ) -> None:
     """Another worker took the run while fn ran: its writes and checkpoint roll back, the
-    run is not failed, and the next execution writes once."""
+    run is not failed, and the next execution writes once (at any isolation level: a
+    snapshot taken before the takeover does not hide it)."""
     inside, proceed = anyio.Event(), anyio.Event()
     calls = 0
 
@@ -255,7 +259,7 @@ async def test_a_stolen_lease_rolls_the_whole_transaction_back(
 
     @workflow(version=1, registry=registry)
     async def one(ctx: WorkflowContext) -> int:
-        return await ctx.transaction("debit", gated, ctx.run_id)
+        return await ctx.transaction("debit", gated, ctx.run_id).isolation(level)
 
     run_id = await ff.start(one)
     async with anyio.create_task_group() as group:
@@ -268,8 +272,8 @@ async def test_a_stolen_lease_rolls_the_whole_transaction_back(
             run_id,
         )
         proceed.set()
-    assert calls == 2
-    assert await ledger(db, run_id) == [("debit", 2)]
+    assert calls >= 2
+    assert await ledger(db, run_id) == [("debit", calls)]
     assert await checkpoints(db, run_id) == {"debit": "completed"}
     record = await ff.status(run_id)
     assert record.status == WorkflowStatus.COMPLETED
@@ -317,3 +321,155 @@ async def test_a_worker_frozen_inside_fn_does_not_block_a_takeover(
         await other.close()
     assert await ledger(db, run_id) == [("debit", 2)]
     assert (await ff.status(run_id)).status == WorkflowStatus.COMPLETED
+
+
+# -- isolation, conflicts, timeouts, lost connections ----------------------------------
+
+
+@pytest.mark.parametrize("level", [None, "repeatable read", "serializable"])
+async def test_the_isolation_level_is_the_one_asked_for(
+    ff: Forgeflow, registry: Registry, db: asyncpg.Connection, level: str | None
+) -> None:
+    """fn runs at the step's isolation level (read committed unless told otherwise)."""
+
+    async def isolation(conn: asyncpg.Connection, run_id: str) -> str:
+        await write(conn, run_id, "seen")
+        value: str = await conn.fetchval("SHOW transaction_isolation")
+        return value
+
+    @workflow(version=1, registry=registry)
+    async def shows(ctx: WorkflowContext) -> str:
+        runner = ctx.transaction("show", isolation, ctx.run_id)
+        return await (runner if level is None else runner.isolation(level))
+
+    run_id = await ff.start(shows)
+    await ff.drive(run_id)
+    assert await ff.result(run_id) == (level or "read committed")
+    assert await ledger(db, run_id) == [("seen", 0)]
+    assert await checkpoints(db, run_id) == {"show": "completed"}
+
+
+def test_an_unknown_isolation_level_is_refused() -> None:
+    """A typo in the level raises ValueError naming the field."""
+    runner: Any = object.__new__(TransactionRunner)
+    with pytest.raises(ValueError, match="isolation"):
+        TransactionRunner.isolation(runner, "snapshot")
+
+
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01"])
+async def test_conflicts_are_retried_without_counting_as_attempts(
+    ff: Forgeflow, registry: Registry, db: asyncpg.Connection, sqlstate: str
+) -> None:
+    """Serialization failures and deadlocks retry the transaction: one row, attempt 1."""
+    await arm(db, sqlstate, 3)
+
+    @workflow(version=1, registry=registry)
+    async def one(ctx: WorkflowContext) -> int:
+        return await ctx.transaction("debit", write, ctx.run_id, "debit").isolation("serializable")
+
+    run_id = await ff.start(one)
+    await ff.drive(run_id)
+    assert await fired(db) == 4
+    assert await ledger(db, run_id) == [("debit", 0)]
+    record = await ff.status(run_id)
+    assert record.status == WorkflowStatus.COMPLETED
+    assert [(s.name, s.attempts) for s in record.steps] == [("debit", 1)]
+
+
+async def test_a_conflict_on_the_checkpoint_itself_is_retried(
+    ff: Forgeflow, registry: Registry, db: asyncpg.Connection
+) -> None:
+    """A serializable step whose run row changed after its snapshot (a heartbeat, say)
+    fails at the checkpoint with 40001 and is tried again, not failed nor abandoned."""
+    calls = 0
+
+    async def heartbeat_meanwhile(conn: asyncpg.Connection, run_id: str) -> int:
+        nonlocal calls
+        calls += 1
+        row_id = await write(conn, run_id, "debit")
+        if calls == 1:
+            await db.execute(
+                "UPDATE forgeflow.workflow_runs SET updated_at = now() WHERE id = $1", run_id
+            )
+        return row_id
+
+    @workflow(version=1, registry=registry)
+    async def one(ctx: WorkflowContext) -> int:
+        return await ctx.transaction("debit", heartbeat_meanwhile, ctx.run_id).isolation(
+            "serializable"
+        )
+
+    run_id = await ff.start(one)
+    await ff.drive(run_id)
+    assert calls == 2
+    assert await ledger(db, run_id) == [("debit", 0)]
+    record = await ff.status(run_id)
+    assert record.status == WorkflowStatus.COMPLETED
+    assert [(s.name, s.attempts) for s in record.steps] == [("debit", 1)]
+
+
+async def test_a_timeout_cancels_the_running_statement(
+    ff: Forgeflow, registry: Registry, db: asyncpg.Connection
+) -> None:
+    """.timeout() cancels the query in PostgreSQL, rolls back and returns the connection
+    healthy; the step fails with StepTimeout like any step."""
+
+    async def slow(conn: asyncpg.Connection, run_id: str) -> None:
+        await write(conn, run_id, "before sleeping")
+        await conn.execute("SELECT pg_sleep(600) /* forgeflow-tx-timeout */")
+
+    @workflow(version=1, registry=registry)
+    async def sleepy(ctx: WorkflowContext) -> str:
+        await ctx.transaction("slow", slow, ctx.run_id).timeout(0.3).optional()
+        return await ctx.transaction("after", lambda conn: conn.fetchval("SELECT 'healthy'"))
+
+    run_id = await ff.start(sleepy)
+    await ff.drive(run_id)
+    assert await ff.result(run_id) == "healthy"
+    sleeping = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+        "AND query LIKE '%forgeflow-tx-timeout%' AND pid <> pg_backend_pid()"
+    )
+    assert sleeping == 0
+    idle_in_transaction = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND state LIKE 'idle in transaction%'"
+    )
+    assert idle_in_transaction == 0
+    assert await ledger(db, run_id) == []
+    record = await ff.status(run_id)
+    skipped = next(s for s in record.steps if s.name == "slow")
+    assert skipped.status == StepStatus.SKIPPED
+    assert "timed out" in str(skipped.error)
+
+
+async def test_a_lost_connection_is_an_engine_fault_not_a_failure(
+    ff: Forgeflow, registry: Registry, db: asyncpg.Connection
+) -> None:
+    """The transaction's connection dies in fn: the run is handed back and continued, not
+    rolled back; the step's writes exist once."""
+    calls = 0
+
+    async def killed(conn: asyncpg.Connection, run_id: str) -> int:
+        nonlocal calls
+        calls += 1
+        row_id = await write(conn, run_id, "debit", calls)
+        if calls == 1:
+            await db.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+            await conn.fetchval("SELECT 1")
+        return row_id
+
+    @workflow(version=1, registry=registry)
+    async def one(ctx: WorkflowContext) -> int:
+        try:
+            return await ctx.transaction("debit", killed, ctx.run_id)
+        except Exception:  # an engine fault is not the step's error: never caught here
+            return -1
+
+    run_id = await ff.start(one)
+    await ff.drive(run_id)
+    assert calls == 2
+    assert await ledger(db, run_id) == [("debit", 2)]
+    record = await ff.status(run_id)
+    assert record.status == WorkflowStatus.COMPLETED
+    assert await ff.result(run_id) != -1
