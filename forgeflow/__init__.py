@@ -1,5 +1,6 @@
 """forgeflow: durable sagas for Python on PostgreSQL."""
 
+from ._check import CheckReport, RunCheck, Verdict
 from ._client import Forgeflow
 from ._clock import Clock, SystemClock
 from ._context import WorkflowContext
@@ -19,6 +20,7 @@ from ._models import (
     WorkflowStatus,
 )
 from ._queues import Queue, QueueState
+from ._schedules import ScheduleRecord
 from ._settings import Settings
 from ._start_options import Debounce
 from ._steps import RetryPolicy, StepRunner
@@ -43,6 +45,7 @@ from .errors import (
     RecoveryLimitExceeded,
     ResultTimeout,
     RunNotFound,
+    ScheduleNotFound,
     SerializationError,
     StepError,
     StepFailed,
@@ -57,6 +60,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BulkResult",
+    "CheckReport",
     "ChildHandle",
     "ChildWorkflowFailed",
     "Clock",
@@ -89,7 +93,10 @@ __all__ = [
     "Registry",
     "ResultTimeout",
     "RetryPolicy",
+    "RunCheck",
     "RunNotFound",
+    "ScheduleNotFound",
+    "ScheduleRecord",
     "SerializationError",
     "Settings",
     "StepError",
@@ -100,6 +107,7 @@ __all__ = [
     "StepTimeout",
     "SystemClock",
     "TransactionRunner",
+    "Verdict",
     "WaitTimeout",
     "Worker",
     "WorkflowCancelled",

@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 import anyio
 import structlog
 
+from ._check import CheckReport, check_runs
 from ._clock import Clock, SystemClock
 from ._context import EngineSettings
 from ._definitions import Registry, WorkflowDefinition, default_registry
@@ -25,6 +26,7 @@ from ._records import hook_record, run_record, step_record
 from ._repair import Repairs
 from ._runloop import RunLoop
 from ._runtime import Runtime
+from ._schedules import ScheduleRecord, Schedules
 from ._serde import dumps
 from ._settings import Settings
 from ._start_options import Debounce, StartOptions, start_options
@@ -95,6 +97,7 @@ class Forgeflow:
             retention=self.settings.retention,
         )
         self._repairs = Repairs(store, self.registry, self._clock, WORKER_SILENCE_SECONDS)
+        self._schedules = Schedules(self.runtime)
 
     @classmethod
     @asynccontextmanager
@@ -567,7 +570,62 @@ class Forgeflow:
             everything=all,
         )
 
+    # -- schedules -----------------------------------------------------------------------
+
+    async def schedule(
+        self,
+        name: str,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        *,
+        cron: str,
+        input: Any = None,
+        timezone: str = "UTC",
+        catchup: str = "latest",
+    ) -> ScheduleRecord:
+        """Create or update the stored schedule ``name``; ValueError naming a bad field."""
+        definition = self._definition(workflow, None)
+        return await self._schedules.create(
+            name, definition, cron=cron, input=input, timezone=timezone, catchup=catchup
+        )
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule (decorator and stored), by name, with its next fire and last run."""
+        return await self._schedules.list()
+
+    async def get_schedule(self, name: str) -> ScheduleRecord:
+        """One schedule; ScheduleNotFound if there is none by that name."""
+        return await self._schedules.get(name)
+
+    async def pause_schedule(self, name: str) -> ScheduleRecord:
+        """Stop a schedule firing until it is resumed."""
+        return await self._schedules.pause(name)
+
+    async def resume_schedule(self, name: str) -> ScheduleRecord:
+        """Let a paused schedule fire again, from its next future fire time."""
+        return await self._schedules.resume(name)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; its runs stay."""
+        await self._schedules.delete(name)
+
+    async def trigger_schedule(self, name: str) -> str:
+        """Start one run of a schedule now (``ctx.scheduled_at`` is now); its run id."""
+        return await self._schedules.trigger(name)
+
     # -- executing -----------------------------------------------------------------------
+
+    async def check(
+        self, registry: Registry | None = None, *, workflow: str | None = None
+    ) -> CheckReport:
+        """Replay every unfinished run on ``registry``'s code (default: this client's), executing
+        and writing nothing; a verdict per run (see docs/safe-deploys.md)."""
+        return await check_runs(
+            self._store,
+            self.registry if registry is None else registry,
+            self._clock,
+            self._engine_settings,
+            workflow=workflow,
+        )
 
     def worker(self, **options: Any) -> Worker:
         """A worker sharing this client's pool (and its lease, unless ``lease=`` is given)."""

@@ -19,7 +19,7 @@ from ._events import Emitter
 from ._journal import Checkpoint, Journal, StepRow
 from ._lease import Lease
 from ._models import StepStatus
-from ._serde import decode_result, dumps, encode_result, error_info
+from ._serde import decode_result, dumps, encode_result, error_info, loads
 from ._signals import CancelSignal, EngineFault, LeaseLost, ReleaseSignal, SuspendSignal
 from ._steps import StepRunner, invoke
 from ._transaction import TransactionalCompensation, TransactionRunner
@@ -29,9 +29,19 @@ if TYPE_CHECKING:
     from ._models import Decision
     from ._store import Store
 
-__all__ = ["EngineSettings", "WorkflowContext"]
+__all__ = ["FINISHED", "PATCH_KIND", "EngineSettings", "WorkflowContext", "patch_step"]
 
 T = TypeVar("T")
+
+#: The kind of the checkpoint that records a ``ctx.patched(...)`` decision.
+PATCH_KIND = "patch"
+#: Checkpoint statuses that mean "this point was passed": replay serves them, never redoes them.
+FINISHED = frozenset({"completed", "compensated", "failed", "skipped"})
+
+
+def patch_step(patch_id: str) -> str:
+    """The checkpoint name of patch ``patch_id``'s decision."""
+    return f"patch:{patch_id}"
 
 
 class EngineSettings(NamedTuple):
@@ -59,8 +69,11 @@ class WorkflowContext:
         settings: EngineSettings,
         lease: Lease,
         replay_only: bool = False,
+        scheduled_at: datetime | None = None,
     ) -> None:
         self.run_id = run_id
+        #: The fire time of the schedule that started this run (UTC); None otherwise.
+        self.scheduled_at = scheduled_at
         self.workflow_name = definition.name
         self.version = definition.version
         self.started_at = started_at
@@ -81,6 +94,7 @@ class WorkflowContext:
         self.blocked_step: str | None = None
         self._rng = _random.Random(run_id)
         self._replay_only = replay_only
+        self._patches: dict[str, bool] = {}
         self.cancel_requested = False
         self._releasing = False
         self._interrupt = anyio.Event()
@@ -181,6 +195,60 @@ class WorkflowContext:
     def uuid4(self) -> uuid.UUID:
         """A version-4 UUID from the run's seeded generator: identical on replay."""
         return uuid.UUID(int=self._rng.getrandbits(128), version=4)
+
+    # -- changing code under runs in flight -------------------------------------------
+
+    async def patched(self, patch_id: str) -> bool:
+        """True if this run reaches this point on the new code; False if it passed it before.
+
+        The decision is checkpointed (``patch:<patch_id>``) the first time a run makes it,
+        so every later replay takes the same branch. A run still replaying checkpoints
+        recorded after this point passed it before the patch existed: False. A run whose
+        replay is over (what comes next is new work) and a new run: True.
+        """
+        name = patch_step(patch_id)
+        decided = self._patches.get(name)
+        if decided is not None:
+            return decided
+        row = self.journal.get(name)
+        if row is not None and row.status == StepStatus.COMPLETED:
+            decided = loads(row.result) is True
+        else:
+            decided = not self._replay_pending()
+            # A replay-only execution (a rollback, `forgeflow check`) writes nothing: the
+            # same history gives the same answer the next time.
+            if not self._replay_only and not self.cancel_requested:
+                now = self._clock.now()
+                await self._checkpoint(
+                    Checkpoint(
+                        name,
+                        PATCH_KIND,
+                        StepStatus.COMPLETED,
+                        result=dumps(decided),
+                        started_at=now,
+                        completed_at=now,
+                    )
+                )
+        self._patches[name] = decided
+        return decided
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """Mark patch ``patch_id`` as kept on its new branch only (the old one is gone).
+
+        Nothing is read or written at run time; ``forgeflow check`` reports any run in
+        flight whose recorded decision took the old branch.
+        """
+        self._patches.setdefault(patch_step(patch_id), True)
+
+    def _replay_pending(self) -> bool:
+        # Recorded checkpoints this execution has not reached yet mean the run's history
+        # goes on past this point: it is still replaying. Names are reached through
+        # self._name (steps, waits, children), in call order.
+        reached = self.journal.names_given()
+        return any(
+            row.kind != PATCH_KIND and row.status in FINISHED and row.name not in reached
+            for row in self.journal.rows()
+        )
 
     # -- low-level API ---------------------------------------------------------------
 

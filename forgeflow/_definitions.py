@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
+from ._cron import ScheduleSpec
 from ._durations import Duration, parse_duration
 from ._queues import Queue
 from .errors import (
@@ -51,6 +52,10 @@ class WorkflowDefinition(Generic[I, O]):
     takes_input: bool = True
     input_adapter: TypeAdapter[Any] = field(repr=False, default=TypeAdapter(Any))
     output_adapter: TypeAdapter[Any] = field(repr=False, default=TypeAdapter(Any))
+    #: The cron schedule declared on the decorator (a schedule named after the workflow).
+    schedule: ScheduleSpec | None = None
+    #: The default of the function's input parameter (``inspect.Parameter.empty`` if none).
+    input_default: Any = field(repr=False, default=inspect.Parameter.empty)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -72,6 +77,21 @@ class WorkflowDefinition(Generic[I, O]):
                 f"invalid input for workflow {self.name!r} v{self.version}: {fields}",
                 errors=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
             ) from None
+
+    def schedule_input(self, value: Any = None) -> str:
+        """The JSON input a schedule starts runs with; ValueError naming ``input`` if none."""
+        if value is None and self.takes_input:
+            if self.input_default is not inspect.Parameter.empty:
+                value = self.input_default
+            else:
+                try:
+                    self.input_adapter.validate_python(None)
+                except ValidationError:
+                    raise ValueError(
+                        f"input: workflow {self.name!r} takes an input without a default; "
+                        "give the schedule an input= or the parameter a default"
+                    ) from None
+        return self.dump_input(self.validate_input(value))
 
     def dump_input(self, value: Any) -> str:
         """Serialize a validated input to JSON text."""
@@ -208,6 +228,9 @@ def workflow(
     queue: Queue | str = "default",
     registry: Registry | None = None,
     max_recoveries: int = 10,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    catchup: str = "latest",
 ) -> Callable[[Callable[..., Awaitable[O]]], WorkflowDefinition[Any, O]]: ...
 
 
@@ -222,10 +245,15 @@ def workflow(
     queue: Queue | str = "default",
     registry: Registry | None = None,
     max_recoveries: int = 10,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    catchup: str = "latest",
 ) -> Any:
     """Declare an ``async def`` as a durable workflow with a version and a timeout.
 
     ``@workflow`` alone is ``@workflow(version=1)``; options are keyword arguments.
+    ``schedule="*/15 * * * *"`` (with ``timezone=`` and ``catchup=``) also declares a
+    schedule named after the workflow, which every worker keeps in the database.
     """
     if fn is not None and not callable(fn):
         raise TypeError(
@@ -250,6 +278,7 @@ def workflow(
     if isinstance(queue, Queue):
         target.add_queue(queue)
     queue_name = queue.name if isinstance(queue, Queue) else queue
+    spec = None if schedule is None else ScheduleSpec(schedule, timezone, catchup)
     # The frame applying the decorator: its locals are read when the function arrives.
     caller = sys._getframe(1)
 
@@ -276,7 +305,11 @@ def workflow(
             takes_input=takes_input,
             input_adapter=TypeAdapter(input_type),
             output_adapter=TypeAdapter(output_type),
+            schedule=spec,
+            input_default=params[1].default if takes_input else inspect.Parameter.empty,
         )
+        if spec is not None:
+            definition.schedule_input()  # a scheduled workflow's input needs a default
         target.register(definition)
         return definition
 

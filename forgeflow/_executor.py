@@ -112,12 +112,14 @@ class Executor:
         self, store: Store, run: Record, definition: WorkflowDefinition[Any, Any], lease: Lease
     ) -> str:
         run_id: str = run["id"]
-        steps = {r["name"]: StepRow(*r) for r in await store.load_steps(run_id)}
+        rows, scheduled_at = await store.load_replay(run_id)
+        steps = {r["name"]: StepRow(*tuple(r)[:8]) for r in rows}
         stop = self._stop_reason(run, definition)
         ctx = self.context_class(
             run_id=run_id,
             definition=definition,
             started_at=run["started_at"],
+            scheduled_at=scheduled_at,
             steps=steps,
             store=store,
             registry=self.registry,

@@ -105,6 +105,18 @@ class Journal:
         self._names[base] = count
         return base if count == 1 else f"{base}#{count}"
 
+    def rows(self) -> list[StepRow]:
+        """Every checkpoint known to this execution (recorded, or written since)."""
+        return list(self._rows.values())
+
+    def names_given(self) -> set[str]:
+        """Every checkpoint name ``next_name`` has handed out so far."""
+        return {
+            base if n == 1 else f"{base}#{n}"
+            for base, count in self._names.items()
+            for n in range(1, count + 1)
+        }
+
     def reached(self, when: datetime | None) -> None:
         """The workflow has reached a checkpoint made at ``when``."""
         if when is not None:

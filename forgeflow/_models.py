@@ -160,6 +160,9 @@ class WorkflowRecord(BaseModel):
     #: The run this one was forked from, and the step it executes anew from.
     forked_from: str | None = None
     forked_from_step: str | None = None
+    #: The schedule that started the run and its fire time (None for other runs).
+    schedule: str | None = None
+    scheduled_at: datetime | None = None
     steps: list[StepRecord] = []
     hooks: list[HookRecord] = []
 

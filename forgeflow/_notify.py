@@ -15,7 +15,14 @@ __all__ = ["CHANNELS", "Notifications"]
 
 log = structlog.get_logger("forgeflow.notify")
 
-CHANNELS = ("forgeflow_wakeup", "forgeflow_cancel", "forgeflow_run_changed", "forgeflow_step")
+CHANNELS = (
+    "forgeflow_wakeup",
+    "forgeflow_cancel",
+    "forgeflow_run_changed",
+    "forgeflow_step",
+    # A schedule was created, changed, paused, resumed or deleted (payload: its name).
+    "forgeflow_schedules",
+)
 
 
 class Notifications:
@@ -60,6 +67,8 @@ class Notifications:
         if channel == "forgeflow_wakeup":
             for fn in self.on_wakeup:
                 fn(payload)
+        elif channel == "forgeflow_schedules":
+            return  # schedulers watch it through on_any; it names no run
         elif channel == "forgeflow_cancel":
             for fn in self.on_cancel:
                 fn(payload)

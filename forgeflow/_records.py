@@ -96,6 +96,8 @@ def run_record(row: Any, steps: list[StepRecord], hooks: list[HookRecord]) -> Wo
         restarted_from=row.get("restarted_from"),
         forked_from=row.get("forked_from"),
         forked_from_step=row.get("forked_from_step"),
+        schedule=row.get("schedule"),
+        scheduled_at=row.get("scheduled_at"),
         steps=steps,
         hooks=hooks,
     )

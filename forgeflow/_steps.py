@@ -16,7 +16,7 @@ from ._durations import Duration, parse_duration
 from ._journal import Checkpoint
 from ._models import StepStatus
 from ._serde import decode_result, dumps, encode_result, error_info, loads, return_type
-from .errors import SerializationError, StepFailed, StepTimeout
+from .errors import DatabaseError, SerializationError, StepFailed, StepTimeout
 
 if TYPE_CHECKING:
     from ._context import WorkflowContext
@@ -197,19 +197,29 @@ class StepRunner(Generic[T]):
                     continue
                 return await self._failed(exc, attempt, started)
             completed = clock.now()
-            await ctx._checkpoint(
-                Checkpoint(
-                    self.name,
-                    "step",
-                    StepStatus.COMPLETED,
-                    text,
-                    tag,
-                    None,
-                    attempt,
-                    started,
-                    completed,
+            try:
+                await ctx._checkpoint(
+                    Checkpoint(
+                        self.name,
+                        "step",
+                        StepStatus.COMPLETED,
+                        text,
+                        tag,
+                        None,
+                        attempt,
+                        started,
+                        completed,
+                    )
                 )
-            )
+            except DatabaseError as exc:
+                # PostgreSQL refused the result itself (a data exception: a NUL character
+                # in a string, a number jsonb cannot hold). Trying again cannot help: the
+                # step fails like any result that cannot be stored.
+                problem = SerializationError(
+                    f"step {self.name!r}: its result cannot be stored: {exc.message}",
+                    step=self.name,
+                )
+                return await self._failed(problem, attempt, started)
             ctx.journal.reached(completed)
             if self._compensation is not None:
                 ctx.journal.push_compensation(self.name, self._compensation, value)

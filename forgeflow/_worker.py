@@ -15,15 +15,54 @@ from ._queues import QueueClaimer
 from ._retention import parse_retention, retention_service
 from ._runloop import RunLoop
 from ._runtime import Runtime
+from ._schedules import Scheduler
 from ._store import Record
 
-__all__ = ["WORKER_HEARTBEAT_SECONDS", "WORKER_SILENCE_SECONDS", "Worker"]
+__all__ = ["WORKER_HEARTBEAT_SECONDS", "WORKER_SILENCE_SECONDS", "Announcement", "Worker"]
 
 log = structlog.get_logger("forgeflow.worker")
 
 # How often a worker says it is alive, and how long after its last word it counts as gone.
 WORKER_HEARTBEAT_SECONDS = 10.0
 WORKER_SILENCE_SECONDS = 35.0
+
+
+class Announcement:
+    """A worker's entry in ``forgeflow.workers``: what it executes, kept alive while it runs.
+
+    It lets ``status`` tell a run that no live worker can execute from one waiting for a
+    free slot.
+    """
+
+    def __init__(
+        self, runtime: Runtime, worker_id: str, queues: Sequence[str], concurrency: int
+    ) -> None:
+        self.runtime = runtime
+        self.worker_id = worker_id
+        self.queues = list(queues)
+        self.concurrency = concurrency
+
+    async def register(self) -> None:
+        """Record the worker, its queues and the workflow versions it executes."""
+        names = [f"{n}:{v}" for n, v in self.runtime.workflow_keys()]
+        await self.runtime.store.register_worker(
+            self.worker_id, self.queues, names, self.concurrency
+        )
+
+    async def keep_alive(self) -> None:
+        """Say the worker is alive every few seconds (registering again if forgotten)."""
+        while True:
+            await anyio.sleep(WORKER_HEARTBEAT_SECONDS)
+            try:
+                if not await self.runtime.store.worker_heartbeat(self.worker_id):
+                    await self.register()
+            except Exception as exc:
+                log.warning("worker_heartbeat_failed", worker=self.worker_id, error=str(exc))
+
+    async def withdraw(self) -> None:
+        """Forget the worker (it stops); best effort."""
+        with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
+            await self.runtime.store.unregister_worker(self.worker_id)
 
 
 class Worker:
@@ -65,6 +104,7 @@ class Worker:
         self._exit: contextlib.AsyncExitStack | None = None
         self._runs: Any = None
         self.log = log.bind(worker=self.worker_id)
+        self.announcement = Announcement(runtime, self.worker_id, self.queues, concurrency)
 
     @property
     def worker_id(self) -> str:
@@ -89,7 +129,7 @@ class Worker:
     async def __aenter__(self) -> Worker:
         notifications = self.runtime.notifications
         await notifications.start()
-        await self._register()
+        await self.announcement.register()
         await self.claimer.start(self.runtime.registry.queues())
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
@@ -100,7 +140,8 @@ class Worker:
             stack.callback(services.cancel_scope.cancel)
             self._runs = await stack.enter_async_context(anyio.create_task_group())
             await services.start(self.loop.keep_leases)
-            services.start_soon(self._announce)
+            services.start_soon(self.announcement.keep_alive)
+            await services.start(Scheduler(self.runtime).serve)
             if self.retention is not None:
                 retention = retention_service(self.runtime, self.retention, self.worker_id)
                 await services.start(retention)
@@ -120,22 +161,6 @@ class Worker:
     def _forget_wakeup(self) -> None:
         with contextlib.suppress(ValueError):
             self.runtime.notifications.on_wakeup.remove(self._on_wakeup)
-
-    async def _register(self) -> None:
-        names = [f"{n}:{v}" for n, v in self.runtime.workflow_keys()]
-        await self.runtime.store.register_worker(
-            self.worker_id, self.queues, names, self.concurrency
-        )
-
-    async def _announce(self) -> None:
-        # Lets `status` tell a run nobody can execute from one waiting for a free slot.
-        while True:
-            await anyio.sleep(WORKER_HEARTBEAT_SECONDS)
-            try:
-                if not await self.runtime.store.worker_heartbeat(self.worker_id):
-                    await self._register()
-            except Exception as exc:
-                self.log.warning("worker_heartbeat_failed", error=str(exc))
 
     def _on_wakeup(self, queue: str) -> None:
         if not queue or queue in self.queues:
@@ -194,8 +219,7 @@ class Worker:
         self._runs.cancel_scope.cancel()
         exit_stack, self._exit = self._exit, None
         await exit_stack.aclose()
-        with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
-            await self.runtime.store.unregister_worker(self.worker_id)
+        await self.announcement.withdraw()
         self.log.info("worker_stopped", executed=self.executed, released=len(leftover))
 
     async def wait_idle(self) -> None:

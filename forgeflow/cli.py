@@ -1,7 +1,8 @@
 """The ``forgeflow`` command: run workers and the HTTP server, inspect and steer runs.
 
 Exit codes: 0 success, 1 an error (unknown run, hook already used, database down…),
-2 a usage error (bad option, invalid JSON), 130 interrupted. Errors go to stderr as one
+2 a usage error (bad option, invalid JSON), 3 ``forgeflow check`` found runs in flight that
+the new code would not replay (diverges or fails), 130 interrupted. Errors go to stderr as one
 line; ``--json`` makes every command print JSON on stdout for scripts.
 """
 
@@ -27,6 +28,7 @@ import structlog
 
 from . import __version__
 from ._cli_repair import add_repair_commands
+from ._cli_schedules import add_schedule_commands
 from ._client import Forgeflow
 from ._dashboard.terminal import Timeline, brief, dump, out, table, ts, waiting_on
 from ._definitions import Registry, default_registry
@@ -37,7 +39,7 @@ from .errors import ForgeflowError
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPATIBLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class CliError(Exception):
@@ -447,6 +449,39 @@ async def cmd_queues(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_check(args: argparse.Namespace) -> int:
+    registry = load_app(args.module)
+    # No migration: the check only reads, and may point at a read-only replica.
+    async with _connect(args, registry, migrate=False) as ff:
+        report = await ff.check(registry, workflow=args.workflow)
+    if args.json:
+        dump(report.to_json())
+        return EXIT_OK if report.ok else EXIT_INCOMPATIBLE
+    problems = report.problems
+    if problems:
+        rows = [
+            [
+                r.run_id,
+                f"{r.workflow} v{r.version}",
+                r.verdict.value,
+                r.step or "-",
+                r.expected or "-",
+            ]
+            for r in problems
+        ]
+        table(["RUN", "WORKFLOW", "VERDICT", "STEP", "EXPECTED"], rows)
+        for r in problems:
+            out(f"\n{r.run_id}: {r.reason}")
+            if r.error and r.error != r.reason:
+                out(r.error)
+        out()
+    out(
+        f"{len(report.runs)} unfinished run(s) checked in {report.seconds:.2f}s: "
+        f"{len(report.runs) - len(problems)} compatible, {len(problems)} would not replay"
+    )
+    return EXIT_OK if report.ok else EXIT_INCOMPATIBLE
+
+
 # -- parsing ------------------------------------------------------------------------------
 
 
@@ -583,6 +618,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("module", metavar="MODULE", help="dotted module or path to a .py file")
     p.set_defaults(handler=cmd_workflows)
 
+    p = command(
+        "check",
+        "replay every unfinished run on MODULE's code without executing anything; "
+        "exit 3 if any would diverge or fail",
+    )
+    p.add_argument("module", metavar="MODULE", help="dotted module or path to a .py file")
+    p.add_argument("--workflow", metavar="NAME", help="check the runs of this workflow only")
+    p.set_defaults(handler=cmd_check)
+
     p = command("start", "start a run of workflow NAME; prints its id")
     p.add_argument("name", metavar="NAME")
     p.add_argument(
@@ -644,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("migrate", "apply pending database migrations")
     p.set_defaults(handler=cmd_migrate)
+    add_schedule_commands(command, _connect, _common)
     return parser
 
 

@@ -12,6 +12,7 @@ default message::
     ├── IdempotencyConflict           HTTP 409
     ├── RunNotFound
     ├── ForkError                     HTTP 409: the run cannot be forked from that step
+    ├── ScheduleNotFound              HTTP 404
     ├── StepError
     │   ├── StepFailed
     │   ├── StepTimeout
@@ -56,6 +57,7 @@ __all__ = [
     "RecoveryLimitExceeded",
     "ResultTimeout",
     "RunNotFound",
+    "ScheduleNotFound",
     "SerializationError",
     "StepError",
     "StepFailed",
@@ -128,6 +130,10 @@ class ForkError(ForgeflowError):
         super().__init__(message)
         self.run_id = run_id
         self.step = step
+
+
+class ScheduleNotFound(ForgeflowError):
+    """No schedule by that name."""
 
 
 class StepError(ForgeflowError):

@@ -60,6 +60,7 @@ from ._http_requests import (
     query_choice,
     query_limit,
 )
+from ._http_schedules import schedule_routes
 from ._models import HookStatus, Outcome, WorkflowStatus
 from .errors import (
     DatabaseError,
@@ -502,14 +503,16 @@ def create_app(
     ``admin_token`` protects everything that reads or cancels runs; bodies larger than
     ``max_body`` bytes are refused with 413. ``rate_limit`` caps the start, event and
     hook endpoints (429 with ``Retry-After``): a :class:`RateLimit`, a per-client rate
-    such as ``"60/min"``, or ``None`` / ``False`` for no limit.
+    such as ``"60/min"``, or ``None`` / ``False`` for no limit. ``secret`` and
+    ``admin_token`` default to the client's settings (``FORGEFLOW_SECRET``,
+    ``FORGEFLOW_ADMIN_TOKEN``).
     """
     if max_body < 1:
         raise ValueError("max_body: must be positive")
     api = _Api(
         client,
-        secret=secret or None,
-        admin_token=admin_token or None,
+        secret=secret or client.settings.secret or None,
+        admin_token=admin_token or client.settings.admin_token or None,
         max_body=max_body,
         signature_tolerance=signature_tolerance,
         hook_links=hook_links,
@@ -533,6 +536,7 @@ def create_app(
         Route("/hooks/{hook_id:path}", e(api.hook_link), methods=["GET"]),
         Route("/hooks/{hook_id:path}", e(api.post_hook), methods=["POST"]),
         Route("/events/{event_type}", e(api.send_event), methods=["POST"]),
+        *schedule_routes(client, api.require_admin, e),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.forgeflow = api

@@ -553,12 +553,82 @@
     });
   }
 
+  // -- schedules -------------------------------------------------------------------------
+
+  function scheduleButtons(schedule) {
+    const name = encodeURIComponent(schedule.name);
+    const actions = [schedule.paused ? "resume" : "pause", "trigger"];
+    return actions.map((action) => {
+      const button = h("button", { class: `action ${action}`, type: "button",
+        "data-testid": `schedule-${action}`, "data-schedule": schedule.name },
+      action.charAt(0).toUpperCase() + action.slice(1));
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        try {
+          const answer = await api("POST", `schedules/${name}/${action}`);
+          notice(action === "trigger" ? `${schedule.name}: started run ${answer.run_id}`
+            : `${schedule.name}: ${action === "pause" ? "paused" : "resumed"}`);
+          refreshSchedules();
+        } catch (error) {
+          notice(error.message, true);
+          button.disabled = false;
+        }
+      });
+      return button;
+    });
+  }
+
+  function scheduleRow(s) {
+    const last = s.last_run_id
+      ? [runLink({ run_id: s.last_run_id }), " ", badge(s.last_run_status || "created")]
+      : ["—"];
+    return h("tr", { "data-testid": "schedule-row", "data-schedule": s.name },
+      h("td", { class: "mono" }, s.name),
+      h("td", {}, s.workflow),
+      h("td", { class: "mono" }, `${s.cron} (${s.timezone})`),
+      h("td", {}, s.paused ? badge("paused", "schedule-state") : badge("active", "schedule-state")),
+      h("td", { "data-testid": "schedule-next" }, s.paused ? "—" : fmtDateTime(s.next_fire_at)),
+      h("td", {}, ...last),
+      h("td", {}, ...scheduleButtons(s)));
+  }
+
+  async function refreshSchedules() {
+    let answer;
+    try {
+      answer = await api("GET", "schedules");
+    } catch (error) {
+      notice(error.message, true);
+      return;
+    }
+    const rows = answer.schedules;
+    fill($("schedules"), rows.length ? [h("table", { "data-testid": "schedules" },
+      h("thead", {}, h("tr", {}, ...["Name", "Workflow", "Cron", "State", "Next fire",
+        "Last run", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, ...rows.map(scheduleRow)))]
+      : [h("p", { class: "empty" }, "No schedules.")]);
+  }
+
+  function showSchedules() {
+    closeStream();
+    state.runId = null;
+    show(h("h1", {}, "Schedules"), h("div", { id: "schedules" },
+      h("p", { class: "empty" }, "Loading…")));
+    refreshSchedules();
+    // Last runs change as schedules fire: follow the runs feed, as the runs list does.
+    openStream("runs/changes", { change: () => {
+      clearTimeout(state.refreshTimer);
+      state.refreshTimer = setTimeout(refreshSchedules, 200);
+    } });
+    state.poll = setInterval(refreshSchedules, 30000);
+  }
+
   // -- routing ---------------------------------------------------------------------------
 
   function route() {
     clearNotice();
     const match = window.location.hash.match(/^#\/runs\/(.+)$/);
     if (match) showRun(decodeURIComponent(match[1]));
+    else if (window.location.hash === "#/schedules") showSchedules();
     else showList();
   }
 

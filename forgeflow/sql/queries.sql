@@ -261,7 +261,7 @@ SELECT r.id, r.workflow, r.version, r.queue, r.status, r.input, r.output, r.erro
        r.end_reason, r.cancel_requested, r.wait, r.runnable_at, r.deadline,
        r.lease_owner, r.parent_run_id, r.detached, r.executions, r.created_at,
        r.started_at, r.completed_at, r.priority, r.concurrency_key, r.restarted_from,
-       r.forked_from, r.forked_from_step
+       r.forked_from, r.forked_from_step, r.schedule, r.scheduled_at
 FROM forgeflow.workflow_runs r WHERE r.id = $1;
 
 -- name: get_run_steps
@@ -280,7 +280,7 @@ SELECT r.id, r.workflow, r.version, r.queue, r.status, r.input, r.output, r.erro
        r.end_reason, r.cancel_requested, r.wait, r.runnable_at, r.deadline,
        r.lease_owner, r.parent_run_id, r.detached, r.executions, r.created_at,
        r.started_at, r.completed_at, r.priority, r.concurrency_key, r.restarted_from,
-       r.forked_from, r.forked_from_step
+       r.forked_from, r.forked_from_step, r.schedule, r.scheduled_at
 FROM forgeflow.workflow_runs r
 WHERE ($1::text IS NULL OR r.status = $1)
   AND ($2::text IS NULL OR r.workflow = $2)
@@ -923,3 +923,144 @@ SET status = CASE WHEN $4::jsonb IS NULL THEN 'compensated' ELSE s.status END,
 FROM run
 WHERE s.run_id = $1 AND s.name = $5
 RETURNING s.name;
+
+-- name: check_runs
+-- `forgeflow check`: a page of unfinished runs of the given "workflow:version" pairs.
+SELECT id, workflow, version, status, input, wait, created_at, started_at
+FROM forgeflow.workflow_runs
+WHERE status NOT IN ('completed', 'compensated', 'failed')
+  AND (workflow || ':' || version) = ANY($1::text[])
+  AND id > $2
+ORDER BY id
+LIMIT $3;
+
+-- name: check_steps
+-- `forgeflow check`: the checkpoints of a page of runs (columns as in load_steps).
+SELECT run_id, name, kind, status, result, result_type, error, attempts, completed_at
+FROM forgeflow.workflow_steps WHERE run_id = ANY($1::text[]);
+
+-- Schedules ---------------------------------------------------------------------------
+
+-- name: load_replay
+-- A run's checkpoints for replay, and its fire time when a schedule started it; the
+-- LEFT JOIN yields one row with a NULL name for a run without checkpoints.
+SELECT s.name, s.kind, s.status, s.result, s.result_type, s.error, s.attempts,
+       s.completed_at, r.scheduled_at
+FROM forgeflow.workflow_runs r
+LEFT JOIN forgeflow.workflow_steps s ON s.run_id = r.id
+WHERE r.id = $1;
+
+-- name: upsert_schedule
+-- Created or updated by name. The next fire time is kept unless the cron expression or
+-- the time zone changed. A decorator schedule never overwrites a stored one of the same
+-- name, and re-declaring an unchanged one writes (and NOTIFYs) nothing.
+INSERT INTO forgeflow.schedules
+    (name, workflow, version, queue, timeout_seconds, cron, timezone, catchup, input,
+     source, next_fire_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $12)
+ON CONFLICT (name) DO UPDATE
+SET workflow = excluded.workflow, version = excluded.version, queue = excluded.queue,
+    timeout_seconds = excluded.timeout_seconds, cron = excluded.cron,
+    timezone = excluded.timezone, catchup = excluded.catchup, input = excluded.input,
+    source = excluded.source,
+    next_fire_at = CASE
+        WHEN (forgeflow.schedules.cron, forgeflow.schedules.timezone)
+             IS DISTINCT FROM (excluded.cron, excluded.timezone)
+        THEN excluded.next_fire_at ELSE forgeflow.schedules.next_fire_at END,
+    updated_at = excluded.updated_at
+WHERE excluded.source = 'api'
+   OR (forgeflow.schedules.source = 'decorator'
+       AND (forgeflow.schedules.workflow, forgeflow.schedules.version,
+            forgeflow.schedules.queue, forgeflow.schedules.timeout_seconds,
+            forgeflow.schedules.cron, forgeflow.schedules.timezone,
+            forgeflow.schedules.catchup, forgeflow.schedules.input)
+           IS DISTINCT FROM (excluded.workflow, excluded.version, excluded.queue,
+                             excluded.timeout_seconds, excluded.cron, excluded.timezone,
+                             excluded.catchup, excluded.input))
+RETURNING name, pg_notify('forgeflow_schedules', name);
+
+-- name: forget_declared_schedules
+-- Decorator schedules of workflows whose code no longer declares one.
+DELETE FROM forgeflow.schedules
+WHERE source = 'decorator' AND name = ANY($1::text[])
+RETURNING name, pg_notify('forgeflow_schedules', name);
+
+-- name: get_schedule
+SELECT name, workflow, version, queue, timeout_seconds, cron, timezone, catchup, input, source, paused, next_fire_at
+FROM forgeflow.schedules WHERE name = $1;
+
+-- name: list_schedules
+SELECT s.name, s.workflow, s.cron, s.timezone, s.catchup, s.input, s.source, s.paused,
+       s.next_fire_at, s.created_at, s.updated_at,
+       last.id AS last_run_id, last.status AS last_run_status,
+       last.scheduled_at AS last_scheduled_at
+FROM forgeflow.schedules s
+LEFT JOIN LATERAL (
+    SELECT r.id, r.status, r.scheduled_at FROM forgeflow.workflow_runs r
+    WHERE r.schedule = s.name
+    ORDER BY r.created_at DESC, r.scheduled_at DESC
+    LIMIT 1
+) last ON true
+WHERE ($1::text IS NULL OR s.name = $1)
+ORDER BY s.name;
+
+-- name: pause_schedule
+UPDATE forgeflow.schedules SET paused = true, updated_at = $2
+WHERE name = $1
+RETURNING name, pg_notify('forgeflow_schedules', name);
+
+-- name: resume_schedule
+-- Resuming fires from the next future time: what fell due while paused is not run.
+UPDATE forgeflow.schedules SET paused = false, next_fire_at = $2, updated_at = $3
+WHERE name = $1 AND paused
+RETURNING name, pg_notify('forgeflow_schedules', name);
+
+-- name: delete_schedule
+DELETE FROM forgeflow.schedules WHERE name = $1
+RETURNING name, pg_notify('forgeflow_schedules', name);
+
+-- name: due_schedules
+SELECT name, workflow, cron, timezone, catchup, next_fire_at
+FROM forgeflow.schedules
+WHERE NOT paused AND next_fire_at <= $1 AND workflow = ANY($2::text[])
+ORDER BY next_fire_at
+LIMIT $3;
+
+-- name: next_schedule_fire
+SELECT min(next_fire_at) FROM forgeflow.schedules
+WHERE NOT paused AND workflow = ANY($1::text[]);
+
+-- name: fire_schedule
+-- Deciding and starting in one statement: the compare-and-set on next_fire_at lets one
+-- of any number of workers handling the same fire time at once win, and a worker killed
+-- in between commits neither. Each run's idempotency key is derived from the schedule
+-- and its fire time, so even a schedule reset to an already handled time cannot start a
+-- second run for it.
+WITH claimed AS (
+    UPDATE forgeflow.schedules
+    SET next_fire_at = $3, updated_at = $8
+    WHERE name = $1 AND next_fire_at = $2 AND NOT paused
+    RETURNING name, input
+), fired AS (
+    INSERT INTO forgeflow.workflow_runs
+        (id, workflow, version, queue, input, idempotency_key, runnable_at,
+         timeout_seconds, created_at, schedule, scheduled_at)
+    SELECT f.id, $4, $5, $6, c.input, 'schedule:' || c.name || ':' || f.key, f.at, $7, $8,
+           c.name, f.at
+    FROM claimed c, unnest($9::text[], $10::timestamptz[], $11::text[]) AS f (id, at, key)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, pg_notify('forgeflow_wakeup', queue)
+)
+SELECT (SELECT count(*) FROM claimed) AS claimed, ARRAY(SELECT id FROM fired) AS runs;
+
+-- name: trigger_schedule
+-- One run now, outside the cron times; its key says it was a trigger. The workflow's
+-- version, queue and timeout are the caller's, or else those stored with the schedule.
+INSERT INTO forgeflow.workflow_runs
+    (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
+     created_at, schedule, scheduled_at)
+SELECT $2, s.workflow, coalesce($3, s.version), coalesce($4, s.queue), s.input,
+       'schedule:' || s.name || ':trigger:' || $2, $6, coalesce($5, s.timeout_seconds), $6,
+       s.name, $6
+FROM forgeflow.schedules s WHERE s.name = $1
+RETURNING id, pg_notify('forgeflow_wakeup', queue);

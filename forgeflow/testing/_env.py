@@ -136,9 +136,10 @@ class WorkflowTestEnv:
 
         Everything due now runs first. Then, repeatedly, the clock jumps to the earliest
         wake-up time still inside the window (a timer, a retry delay, a hook or event
-        timeout, a deadline) and the runs due then go on until none is left to do at
-        that moment. Finally the clock stands at the end of the window; the new time is
-        returned.
+        timeout, a deadline, a schedule's fire time) and the runs due then go on until
+        none is left to do at that moment; schedules, decorator and stored, fire in time
+        order, each fire time on time. Finally the clock stands at the end of the window;
+        the new time is returned.
         """
         return await self.advance_to(self.clock.now() + parse_duration(duration))
 

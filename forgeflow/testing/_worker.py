@@ -17,8 +17,9 @@ import structlog
 
 from .._lease import Lease
 from .._runloop import RunLoop, new_worker_id
+from .._schedules import Scheduler
 from .._store import Record
-from .._worker import WORKER_HEARTBEAT_SECONDS
+from .._worker import Announcement
 from ._context import SimulatedCrash
 from ._store import TestingStore
 
@@ -68,10 +69,12 @@ class TestWorker:
         self.poll_interval = poll_interval
         self.loop = _CrashingLoop(self.runtime.executor, self.runtime.settings.lease_seconds)
         self._db = TestingStore(client.pool)
+        self.scheduler = Scheduler(self.runtime)
         self._lock: anyio.Lock | None = None
         self._nudge: anyio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._error: BaseException | None = None
+        self._announcement: Announcement | None = None
 
     @property
     def name(self) -> str:
@@ -86,13 +89,18 @@ class TestWorker:
         self._nudge = anyio.Event()
         await self.runtime.notifications.start()
         self.runtime.notifications.on_wakeup.append(self._on_wakeup)
-        await self._register()
+        # Announced like any worker, so that status() does not report a run of the env's
+        # workflows as one no live worker executes.
+        announcement = Announcement(self.runtime, self.name, self.queue_list(), self.batch)
+        self._announcement = announcement
+        await announcement.register()
+        await self.scheduler.declare()
         # Plain asyncio tasks rather than a task group: a fixture may start the worker in
         # one task and stop it in another, which a cancel scope does not allow.
         self._tasks = [
             asyncio.create_task(self.loop.keep_leases(), name="forgeflow-testing-heartbeat"),
             asyncio.create_task(self._serve(), name="forgeflow-testing-worker"),
-            asyncio.create_task(self._announce(), name="forgeflow-testing-announce"),
+            asyncio.create_task(self._announcement.keep_alive(), name="forgeflow-testing-announce"),
         ]
 
     async def stop(self) -> None:
@@ -103,8 +111,8 @@ class TestWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        with anyio.move_on_after(5, shield=True), contextlib.suppress(Exception):
-            await self.runtime.store.unregister_worker(self.name)
+        if self._announcement is not None:
+            await self._announcement.withdraw()
         with contextlib.suppress(ValueError):
             self.runtime.notifications.on_wakeup.remove(self._on_wakeup)
 
@@ -113,21 +121,6 @@ class TestWorker:
         error, self._error = self._error, None
         if error is not None:
             raise error
-
-    async def _register(self) -> None:
-        # Announced like any worker, so that status() does not report a run of the env's
-        # workflows as one no live worker executes.
-        names = [f"{name}:{version}" for name, version in self.workflow_keys()]
-        await self.runtime.store.register_worker(self.name, self.queue_list(), names, self.batch)
-
-    async def _announce(self) -> None:
-        while True:
-            await anyio.sleep(WORKER_HEARTBEAT_SECONDS)
-            try:
-                if not await self.runtime.store.worker_heartbeat(self.name):
-                    await self._register()
-            except Exception as exc:
-                log.warning("test_worker_heartbeat_failed", error=str(exc))
 
     def _on_wakeup(self, _queue: str) -> None:
         if self._nudge is not None:
@@ -193,22 +186,34 @@ class TestWorker:
             loop.worker_id = new_worker_id()
 
     async def settle(self) -> None:
-        """Execute everything due at the current time until nothing is left."""
+        """Fire the schedules due and execute everything due at the current time."""
         self.raise_error()
         async with self.lock():
+            await self.scheduler.fire_due()
             await self.drain()
+
+    async def _next_wakeup(self, when: datetime) -> datetime | None:
+        """The first run wake-up or schedule fire time after now, up to ``when``."""
+        due = await self._db.next_due(
+            self.clock.now(), when, self.queue_list(), self.workflow_keys()
+        )
+        fire = await self.scheduler.next_fire()
+        if fire is not None and fire <= when and (due is None or fire < due):
+            return fire
+        return due
 
     async def advance_to(self, when: datetime) -> None:
         """Run what is due now, then jump from wake-up to wake-up up to ``when``."""
         self.raise_error()
         async with self.lock():
+            await self.scheduler.fire_due()
             await self.drain()
             while True:
-                due = await self._db.next_due(
-                    self.clock.now(), when, self.queue_list(), self.workflow_keys()
-                )
+                due = await self._next_wakeup(when)
                 if due is None:
                     break
                 self.clock.set(due)
+                # Schedules first: their runs then execute with the runs woken now.
+                await self.scheduler.fire_due()
                 await self.drain()
             self.clock.set(when)

@@ -150,6 +150,17 @@ EXPECTED: dict[str, Expected] = {
             r"status: completed, outcome: approve, comment: 'looks good'",
         ),
     ),
+    "safe_deploy.py": Expected(
+        lines=(
+            r"two refund requests wait for a reviewer",
+            r"diverges: at 'screen', expected 'hook:review'",
+            r"Checking the change guarded by ctx.patched",
+            r"compatible, compatible",
+            r"paid R-1 \(old path: not screened\)",
+            r"screened R-3",
+            r"paid R-3 \(new path: screened first\)",
+        ),
+    ),
     "crash_recovery.py": Expected(
         lines=(
             r"worker 1 started",
@@ -194,6 +205,18 @@ EXPECTED: dict[str, Expected] = {
             r"restart output: invoice for cus_42",
             r"bulk restart dry run: 1 matched, 0 acted",
             r"purged 1 old run\(s\)",
+        ),
+    ),
+    "nightly_report.py": Expected(
+        lines=(
+            r"nightly_report\s+0 2 \* \* \*\s+Europe/Paris\s+next Fri Mar 29 01:00:00 2024 UTC",
+            r"night of Sat 30 Mar 02:00 CET",
+            r"night of Sun 31 Mar 03:00 CEST",
+            r"digest\] weekly digest for sales, Mon 01 Apr 09:00 CEST",
+            r"night of Thu 04 Apr 02:00 CEST",
+            r"nightly_report ran 7 times, each night once",
+            r"triggered by hand: run completed, scheduled_at 2024-04-04 12:00:00\+00:00",
+            r"digest\s+paused",
         ),
     ),
     "scheduled_wait.py": Expected(

@@ -247,3 +247,25 @@ async def test_workflow_time_after_parallel_is_the_same_on_replay(
     slow_done = {s.name: s.completed_at for s in record.steps}["slow"]
     assert slow_done is not None
     assert datetime.fromisoformat(replayed) == slow_done
+
+
+async def test_a_result_postgresql_refuses_fails_the_step_instead_of_looping(
+    ff: Forgeflow, registry: Registry
+) -> None:
+    """A result jsonb cannot hold (a NUL character) fails its step, naming it: not retried."""
+    calls = Calls()
+
+    @workflow(version=1, registry=registry)
+    async def nul(ctx: WorkflowContext) -> str:
+        await ctx.step("a", calls.step("a")).compensate(calls.undo)
+        return await ctx.step("b", lambda: "nul \x00 inside").run()
+
+    run_id = await ff.start(nul)
+    await ff.drive(run_id)
+    record = await ff.status(run_id)
+    assert record.status is WorkflowStatus.COMPENSATED
+    assert record.error is not None
+    assert record.error["step"] == "b"
+    assert "cannot be stored" in record.error["message"]
+    assert calls.log == ["a", "undo a"]
+    assert record.executions == 1

@@ -24,6 +24,7 @@ TREE = {
     "IdempotencyConflict": "ForgeflowError",
     "RunNotFound": "ForgeflowError",
     "ForkError": "ForgeflowError",
+    "ScheduleNotFound": "ForgeflowError",
     "StepError": "ForgeflowError",
     "StepFailed": "StepError",
     "StepTimeout": "StepError",

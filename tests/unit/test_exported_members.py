@@ -8,6 +8,7 @@ import forgeflow
 
 EXPECTED = {
     "BulkResult",
+    "CheckReport",
     "ChildHandle",
     "ChildWorkflowFailed",
     "Clock",
@@ -39,7 +40,10 @@ EXPECTED = {
     "Registry",
     "ResultTimeout",
     "RetryPolicy",
+    "RunCheck",
     "RunNotFound",
+    "ScheduleNotFound",
+    "ScheduleRecord",
     "RecoveryLimitExceeded",
     "SerializationError",
     "Settings",
@@ -51,6 +55,7 @@ EXPECTED = {
     "StepStatus",
     "StepTimeout",
     "SystemClock",
+    "Verdict",
     "WaitTimeout",
     "Worker",
     "WorkflowCancelled",
