@@ -79,7 +79,7 @@ class TransactionalCompensation:
                         raise LeaseLost()
                 return
             except (Exception, EngineFault) as exc:
-                if not is_conflict(exc) or tries > CONFLICT_RETRIES or isinstance(exc, LeaseLost):
+                if not is_conflict(exc) or tries > CONFLICT_RETRIES:
                     raise
                 log.info("transaction_retried", run_id=ctx.run_id, step=step, compensation=True)
                 await _backoff(tries)
@@ -170,7 +170,7 @@ class TransactionRunner(StepRunner[T]):
                 async with ctx._store.transaction(self._isolation) as tx:
                     return await self._in_transaction(tx, attempt, started)
             except (Exception, EngineFault) as exc:
-                if isinstance(exc, LeaseLost) or not is_conflict(exc) or tries > CONFLICT_RETRIES:
+                if not is_conflict(exc) or tries > CONFLICT_RETRIES:
                     raise
                 ctx.log.info("transaction_retried", step=self.name, attempt=attempt, tries=tries)
                 await _backoff(tries)
