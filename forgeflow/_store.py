@@ -130,7 +130,7 @@ class Store:
                 failed = await _roll_back(conn, tr)
                 if failed is not None:
                     raise EngineFault("rollback", failed) from exc
-                if isinstance(exc, _CONNECTION_LOST) or conn.is_closed():
+                if isinstance(exc, _CONNECTION_LOST) or _closed(conn):
                     raise EngineFault("transaction", exc) from exc
                 raise
             try:
@@ -139,7 +139,7 @@ class Store:
                 # A conflict at COMMIT (serializable) rolled everything back; a connection
                 # lost during COMMIT leaves the outcome unknown, which replay settles: the
                 # checkpoint is there with the writes, or neither is.
-                if conn.is_in_transaction():
+                if not _closed(conn) and conn.is_in_transaction():
                     await _roll_back(conn, tr)
                 raise EngineFault("commit", exc) from exc
         finally:
@@ -943,6 +943,15 @@ async def _roll_back(conn: Any, tr: Any) -> BaseException | None:
             error = exc
     if scope.cancelled_caught:
         error = TimeoutError(f"rollback took longer than {_ROLLBACK_SECONDS:g}s")
-    if error is not None:
+    if error is not None and not _closed(conn):
         conn.terminate()
     return error
+
+
+def _closed(conn: Any) -> bool:
+    """True if the connection is gone: closed, or already taken back by the pool (which
+    detaches a pooled connection the moment it learns the connection was lost)."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
