@@ -51,6 +51,7 @@ EXPECTED = {
     "StepFailed",
     "StepRecord",
     "StepRunner",
+    "TransactionRunner",
     "StepStatus",
     "StepTimeout",
     "SystemClock",
