@@ -114,8 +114,11 @@ class Store:
         transaction again for is ``is_conflict``'s answer.
         """
         level = ISOLATION_LEVELS[isolation]
+        # A store bound to the one connection an executing run holds runs the
+        # transaction there: no pool checkout on the hot path.
+        own = self._db is not self.pool
         try:
-            conn = await self.pool.acquire()
+            conn = self._db if own else await self.pool.acquire()
         except _DRIVER_ERRORS as exc:
             raise EngineFault("acquire a connection", exc) from exc
         try:
@@ -143,8 +146,9 @@ class Store:
                     await _roll_back(conn, tr)
                 raise EngineFault("commit", exc) from exc
         finally:
-            with anyio.CancelScope(shield=True):
-                await self.pool.release(conn)
+            if not own:
+                with anyio.CancelScope(shield=True):
+                    await self.pool.release(conn)
 
     @classmethod
     async def open(
