@@ -24,6 +24,7 @@ from ._schedules import ScheduleRecord
 from ._settings import Settings
 from ._start_options import Debounce
 from ._steps import RetryPolicy, StepRunner
+from ._transaction import TransactionRunner
 from ._waits import ChildHandle, EventWait, Hook
 from ._worker import Worker
 from .errors import (
@@ -107,6 +108,7 @@ __all__ = [
     "StepStatus",
     "StepTimeout",
     "SystemClock",
+    "TransactionRunner",
     "Verdict",
     "WaitTimeout",
     "Worker",

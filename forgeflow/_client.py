@@ -346,13 +346,22 @@ class Forgeflow:
             definition.timeout.total_seconds(),
             rows,
         )
+        for (run_id, _, owner), ikey in zip(written, ikeys, strict=True):
+            if owner is not None:
+                raise IdempotencyConflict(
+                    f"idempotency key {ikey!r} is already used by a run of workflow "
+                    f"{owner!r}, not {definition.name!r}; nothing of the batch was written",
+                    key=ikey or "",
+                    workflow=owner,
+                    run_id=run_id,
+                )
         log.info(
             "runs_created",
             workflow=definition.name,
             version=definition.version,
-            count=sum(created for _, created in written),
+            count=sum(created for _, created, _ in written),
         )
-        return [run_id for run_id, _ in written]
+        return [run_id for run_id, _, _ in written]
 
     async def status(self, run_id: str) -> WorkflowRecord:
         """The run with its steps and hooks; RunNotFound if there is none."""

@@ -25,6 +25,7 @@ from ._models import StepStatus
 from ._serde import decode_result, dumps, encode_result, error_info, loads
 from ._signals import CancelSignal, EngineFault, LeaseLost, ReleaseSignal, SuspendSignal
 from ._steps import StepRunner, invoke
+from ._transaction import TransactionalCompensation, TransactionRunner
 from .errors import ContextClosed
 
 if TYPE_CHECKING:
@@ -128,6 +129,12 @@ class WorkflowContext:
                 f"{type(fn).__name__} (write ctx.step({name!r}, f, *args), not f(*args))"
             )
         return StepRunner(self, self._name(name), fn, args, kwargs)
+
+    def transaction(
+        self, name: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+    ) -> TransactionRunner[T]:
+        """A step whose ``fn(conn, *args, **kwargs)`` commits with its checkpoint."""
+        return TransactionRunner(self, self._name(name), fn, args, kwargs)
 
     async def parallel(self, *runners: StepRunner[Any]) -> list[Any]:
         """Run several steps concurrently; their results in the order given."""
@@ -342,6 +349,11 @@ class WorkflowContext:
                 continue
             now = self._clock.now()
             try:
+                if isinstance(entry.fn, TransactionalCompensation):
+                    # Its mark commits with its writes, in its own transaction.
+                    await entry.fn.commit(self, entry.step, entry.result, now)
+                    await self._emit("compensation_ran", step=entry.step, ok=True)
+                    continue
                 await invoke(entry.fn, (entry.result,), {})
             except Exception as exc:
                 errors.append(exc)

@@ -25,7 +25,7 @@ from ._signals import EngineFault
 from ._sql import QUERIES as Q
 from .errors import DatabaseError
 
-__all__ = ["Store"]
+__all__ = ["ISOLATION_LEVELS", "Store", "StoreTransaction", "is_conflict"]
 
 Record = asyncpg.Record
 # How many times a limited claim is sent again after losing a race for a queue's row.
@@ -47,6 +47,22 @@ _RETRIES = 5
 # What a statement can fail with besides PostgreSQL's own errors: a connection that
 # dropped or was never made, a protocol-level refusal.
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# Errors that mean the connection itself is gone, whatever statement was running.
+_CONNECTION_LOST = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+#: The isolation levels a transactional step may ask for, by their SQL names.
+ISOLATION_LEVELS = {
+    "read committed": "read_committed",
+    "repeatable read": "repeatable_read",
+    "serializable": "serializable",
+}
+# How long a rollback may take before its connection is closed instead.
+_ROLLBACK_SECONDS = 10.0
 
 
 class Store:
@@ -85,6 +101,54 @@ class Store:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.pool.release(conn)
+
+    @asynccontextmanager
+    async def transaction(
+        self, isolation: str = "read committed"
+    ) -> AsyncIterator[StoreTransaction]:
+        """A transaction on a pooled connection of its own, committed if the block ends.
+
+        Anything raised in the block rolls it back and is raised again, except that a lost
+        connection (or a rollback that fails) becomes ``EngineFault``; so does a failed
+        BEGIN or COMMIT. Whether the error is a conflict worth trying the whole
+        transaction again for is ``is_conflict``'s answer.
+        """
+        level = ISOLATION_LEVELS[isolation]
+        # A store bound to the one connection an executing run holds runs the
+        # transaction there: no pool checkout on the hot path.
+        own = self._db is not self.pool
+        try:
+            conn = self._db if own else await self.pool.acquire()
+        except _DRIVER_ERRORS as exc:
+            raise EngineFault("acquire a connection", exc) from exc
+        try:
+            tr = conn.transaction(isolation=level)  # type: ignore[arg-type]
+            try:
+                await tr.start()
+            except _DRIVER_ERRORS as exc:
+                raise EngineFault("begin", exc) from exc
+            try:
+                yield StoreTransaction(conn, isolation)
+            except BaseException as exc:
+                failed = await _roll_back(conn, tr)
+                if failed is not None:
+                    raise EngineFault("rollback", failed) from exc
+                if isinstance(exc, _CONNECTION_LOST) or _closed(conn):
+                    raise EngineFault("transaction", exc) from exc
+                raise
+            try:
+                await tr.commit()
+            except _DRIVER_ERRORS as exc:
+                # A conflict at COMMIT (serializable) rolled everything back; a connection
+                # lost during COMMIT leaves the outcome unknown, which replay settles: the
+                # checkpoint is there with the writes, or neither is.
+                if not _closed(conn) and conn.is_in_transaction():
+                    await _roll_back(conn, tr)
+                raise EngineFault("commit", exc) from exc
+        finally:
+            if not own:
+                with anyio.CancelScope(shield=True):
+                    await self.pool.release(conn)
 
     @classmethod
     async def open(
@@ -204,9 +268,13 @@ class Store:
         now: datetime,
         timeout_seconds: float,
         runs: Sequence[tuple[str, str, str | None, datetime, int, str | None]],
-    ) -> list[tuple[str, bool]]:
+    ) -> list[tuple[str, bool, str | None]]:
         """Write a batch of runs in one statement: (id, input, idempotency key, runnable
-        at, priority, key) each; returns (run id, created) in the same order."""
+        at, priority, key) each; returns (run id, created, conflicting workflow) in order.
+
+        When any key is used by a run of another workflow, nothing is written and that
+        workflow is named on the rows concerned.
+        """
         ids, inputs, ikeys, at, priorities, keys = ([run[i] for run in runs] for i in range(6))
         rows = await self._fetch(
             "insert_runs",
@@ -222,7 +290,7 @@ class Store:
             priorities,
             keys,
         )
-        return [(r["id"], r["created"]) for r in rows]
+        return [(r["id"], r["created"], r["conflict"]) for r in rows]
 
     async def debounce_run(
         self,
@@ -800,3 +868,98 @@ class Store:
         version, queue, timeout = run if run is not None else (None, None, None)
         args = (name, run_id, version, queue, timeout, now)
         return await self._fetchrow("trigger_schedule", *args) is not None
+
+
+class StoreTransaction:
+    """An open transaction: its connection, for the caller's own statements, and the
+    checkpoint statements that commit with them."""
+
+    def __init__(self, conn: Any, isolation: str) -> None:
+        #: The connection (a pooled asyncpg connection) for the caller's statements.
+        self.conn = conn
+        self.isolation = isolation
+        # Under a snapshot isolation level the lease check needs a lock that conflicts
+        # with the claim's update (see checkpoint_step_in_snapshot in queries.sql).
+        self._suffix = "" if isolation == "read committed" else "_in_snapshot"
+
+    async def checkpoint_step(
+        self, run_id: str, worker: str, checkpoint: Checkpoint
+    ) -> bool | None:
+        """Write a checkpoint in this transaction if ``worker`` holds the lease:
+        cancel_requested, or None if not."""
+        c = checkpoint
+        value: bool | None = await self._fetchval(
+            "checkpoint_step",
+            run_id,
+            worker,
+            c.name,
+            c.kind,
+            c.status.value,
+            c.result,
+            c.result_type,
+            c.error,
+            c.attempts,
+            c.started_at,
+            c.completed_at,
+            c.input,
+        )
+        return value
+
+    async def mark_compensated(self, run_id: str, worker: str, step: str, at: datetime) -> bool:
+        """Mark ``step`` compensated in this transaction; False if the lease is gone."""
+        value = await self._fetchval("mark_compensated", run_id, worker, at, None, step)
+        return value is not None
+
+    async def _fetchval(self, name: str, *args: Any) -> Any:
+        # No statement is retried here: after an error the whole transaction is void.
+        try:
+            return await self.conn.fetchval(Q[name + self._suffix], *args)
+        except _DRIVER_ERRORS as exc:
+            raise EngineFault(name, exc) from exc
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True if ``exc`` (or what it wraps) is a serialization failure or a deadlock.
+
+    Looks through ``EngineFault`` and through the causes libraries chain (SQLAlchemy
+    keeps the driver's error as ``orig``), by SQLSTATE.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _RETRYABLE):
+            return True
+        if getattr(current, "sqlstate", None) in ("40001", "40P01"):
+            return True
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException) and is_conflict(orig):
+            return True
+        cause = current.cause if isinstance(current, EngineFault) else current.__cause__
+        current = cause
+    return False
+
+
+async def _roll_back(conn: Any, tr: Any) -> BaseException | None:
+    """Roll ``tr`` back (shielded, bounded); the error if it failed (the connection is
+    then closed, so that the pool never hands out one stuck in a transaction)."""
+    error: BaseException | None = None
+    with anyio.move_on_after(_ROLLBACK_SECONDS, shield=True) as scope:
+        try:
+            await tr.rollback()
+        except _DRIVER_ERRORS as exc:
+            error = exc
+    if scope.cancelled_caught:
+        error = TimeoutError(f"rollback took longer than {_ROLLBACK_SECONDS:g}s")
+    if error is not None and not _closed(conn):
+        conn.terminate()
+    return error
+
+
+def _closed(conn: Any) -> bool:
+    """True if the connection is gone: closed, or already taken back by the pool (which
+    detaches a pooled connection the moment it learns the connection was lost)."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True

@@ -520,30 +520,39 @@ WHERE parent_run_id = $1 AND NOT detached
 -- name: insert_runs
 -- start_many: the whole batch in one statement, so it is written entirely or not at all.
 -- Returns one row per input, in input order. A run whose idempotency key was already
--- used (by an earlier run, or earlier in this batch) gets that run's id.
+-- used (by an earlier run, or earlier in this batch) gets that run's id. A key already
+-- used by a run of another workflow writes nothing of the batch (`conflict` says which).
 WITH batch AS (
     SELECT * FROM unnest($1::text[], $5::text[], $6::text[], $9::timestamptz[], $10::int[],
                          $11::text[]) WITH ORDINALITY
         AS b(id, input, idempotency_key, runnable_at, priority, concurrency_key, ord)
+), foreign_keys AS (
+    SELECT b.ord, o.workflow FROM batch b
+    JOIN forgeflow.workflow_runs o ON o.idempotency_key = b.idempotency_key
+    WHERE o.workflow <> $2
 ), inserted AS (
     INSERT INTO forgeflow.workflow_runs
         (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
          created_at, priority, concurrency_key)
     SELECT b.id, $2, $3, $4, b.input::jsonb, b.idempotency_key, b.runnable_at, $8, $7,
            b.priority, b.concurrency_key
-    FROM batch b ORDER BY b.ord
+    FROM batch b
+    WHERE NOT EXISTS (SELECT 1 FROM foreign_keys)
+    ORDER BY b.ord
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, idempotency_key, runnable_at
 )
 SELECT b.ord,
        coalesce(i.id, k.id, e.id) AS id,
        i.id IS NOT NULL AS created,
+       f.workflow AS conflict,
        (SELECT count(pg_notify('forgeflow_wakeup', $4)) FROM inserted) AS notified
 FROM batch b
 LEFT JOIN inserted i ON i.id = b.id
 LEFT JOIN inserted k ON i.id IS NULL AND k.idempotency_key = b.idempotency_key
 LEFT JOIN forgeflow.workflow_runs e ON i.id IS NULL AND k.id IS NULL
     AND e.idempotency_key = b.idempotency_key
+LEFT JOIN foreign_keys f ON f.ord = b.ord
 ORDER BY b.ord;
 
 -- name: debounce_run
@@ -889,6 +898,51 @@ SELECT pg_try_advisory_lock($1);
 
 -- name: advisory_unlock
 SELECT pg_advisory_unlock($1);
+
+-- name: checkpoint_step_in_snapshot
+-- checkpoint_step for a transactional step at REPEATABLE READ or SERIALIZABLE. Their
+-- statements see the run row as of the transaction's snapshot, and FOR KEY SHARE does not
+-- conflict with the claim's (non-key) update: a takeover that committed after the snapshot
+-- would go unseen and the lease check would pass on the old row. FOR SHARE conflicts with
+-- any update, so such a takeover (or a heartbeat) makes this statement fail with 40001
+-- instead, and the transaction is tried again from the start on a fresh snapshot.
+WITH run AS (
+    SELECT cancel_requested, watched_until, executions FROM forgeflow.workflow_runs
+    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > statement_timestamp()
+    FOR SHARE
+), saved AS (
+    INSERT INTO forgeflow.workflow_steps
+        (run_id, name, kind, status, result, result_type, error, attempts, started_at,
+         completed_at, input, execution)
+    SELECT $1, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10, $11, $12::jsonb, executions
+    FROM run
+    ON CONFLICT (run_id, name) DO UPDATE
+    SET kind = excluded.kind, status = excluded.status, result = excluded.result,
+        execution = excluded.execution,
+        input = coalesce(excluded.input, forgeflow.workflow_steps.input),
+        result_type = excluded.result_type, error = excluded.error,
+        attempts = excluded.attempts,
+        started_at = coalesce(forgeflow.workflow_steps.started_at, excluded.started_at),
+        completed_at = excluded.completed_at
+)
+SELECT cancel_requested,
+       CASE WHEN watched_until > now() THEN pg_notify('forgeflow_step', $1) END
+FROM run;
+
+-- name: mark_compensated_in_snapshot
+-- mark_compensated for a transactional compensation at REPEATABLE READ or SERIALIZABLE:
+-- FOR SHARE for the reason given at checkpoint_step_in_snapshot.
+WITH run AS (
+    SELECT executions FROM forgeflow.workflow_runs
+    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > statement_timestamp()
+    FOR SHARE
+)
+UPDATE forgeflow.workflow_steps s
+SET status = CASE WHEN $4::jsonb IS NULL THEN 'compensated' ELSE s.status END,
+    compensated_at = $3, compensation_error = $4::jsonb, execution = run.executions
+FROM run
+WHERE s.run_id = $1 AND s.name = $5
+RETURNING s.name;
 
 -- name: check_runs
 -- `forgeflow check`: a page of unfinished runs of the given "workflow:version" pairs.

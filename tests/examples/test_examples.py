@@ -44,6 +44,20 @@ EXPECTED: dict[str, Expected] = {
             r"step provision_database\s+failed\s+attempts=2",
         ),
     ),
+    "bank_transfer.py": Expected(
+        lines=(
+            r"debit\s+alice\s+-25\.00 EUR",
+            r"credit\s+bob\s+\+25\.00 EUR",
+            r"Transfer 1 done",
+            r"debit\s+alice\s+-10\.00 EUR",
+            r"UNDO: reversed entry \d+ on alice \(\+10\.00 EUR\)",
+            r"Transfer 2 rolled back: .*account 'carol' is closed",
+            r"status: compensated",
+            r"step debit\s+compensated",
+            r"step credit\s+failed",
+            r"Balances: alice 75\.00, bob 25\.00, carol 0\.00",
+        ),
+    ),
     "payment.py": Expected(
         lines=(
             r"call 1: no answer",

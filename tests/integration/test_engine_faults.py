@@ -16,7 +16,6 @@ import asyncpg
 import pytest
 
 from forgeflow import Forgeflow, Registry, WorkflowContext, WorkflowStatus, workflow
-from tests.conftest import with_database
 
 FAULTS = """
 -- One row per armed fault; `fired` is a sequence, because whatever the trigger writes in
@@ -183,12 +182,12 @@ async def test_a_failed_release_is_retried_so_the_run_does_not_wait_out_its_leas
 
 
 async def test_no_healthy_run_is_rolled_back_under_serializable_isolation(
-    pg_server: str, dsn: str, registry: Registry
+    dsn: str, registry: Registry
 ) -> None:
     """With every transaction SERIALIZABLE and runs checkpointing concurrently, all complete."""
-    name = dsn.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(with_database(pg_server, name))
+    admin = await asyncpg.connect(dsn)
     try:
+        name = await admin.fetchval("SELECT current_database()")
         await admin.execute(
             f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = 'serializable'"
         )

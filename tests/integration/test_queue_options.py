@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from forgeflow import (
     Debounce,
     Forgeflow,
+    IdempotencyConflict,
     InputValidationError,
     Queue,
     Registry,
@@ -116,6 +117,26 @@ async def test_start_many_honours_idempotency_keys_within_and_across_batches(
     assert ids[0] == first
     assert ids[1] == ids[2] != first
     assert await run_count(ff) == 2
+
+
+async def test_start_many_with_a_key_of_another_workflow_writes_nothing(
+    ff: Forgeflow, registry: Registry, mailer: object
+) -> None:
+    """A batch holding a key used by another workflow's run raises and writes none of it."""
+
+    @workflow(version=1, registry=registry)
+    async def other(ctx: WorkflowContext, _: None) -> None:
+        return None
+
+    await ff.start(other, None, idempotency_key="taken")
+    with pytest.raises(IdempotencyConflict) as raised:
+        await ff.start_many(
+            mailer,  # type: ignore[arg-type]
+            [Mail(to="a@example.com"), Mail(to="b@example.com")],
+            idempotency_keys=["fresh", "taken"],
+        )
+    assert raised.value.workflow == "other"
+    assert await run_count(ff) == 1
 
 
 async def test_a_delayed_run_is_created_now_and_says_when_it_becomes_claimable(

@@ -52,6 +52,7 @@ EXPECTED = {
     "StepFailed",
     "StepRecord",
     "StepRunner",
+    "TransactionRunner",
     "StepStatus",
     "StepTimeout",
     "SystemClock",
