@@ -410,8 +410,10 @@ class Store:
         self, now: datetime, queues: Sequence[str], keys: Sequence[tuple[str, int]]
     ) -> datetime | None:
         """When a limited queue's timer comes due or its rate window lets a start through."""
-        names = [f"{n}:{v}" for n, v in keys]
-        value: datetime | None = await self._fetchval("next_limited_wake", now, list(queues), names)
+        workflows, versions = [n for n, _ in keys], [v for _, v in keys]
+        value: datetime | None = await self._fetchval(
+            "next_limited_wake", now, list(queues), workflows, versions
+        )
         return value
 
     async def declare_queue(
@@ -452,8 +454,11 @@ class Store:
         self, queues: Sequence[str], keys: Sequence[tuple[str, int]]
     ) -> datetime | None:
         """The earliest time a run this worker could execute becomes claimable."""
+        workflows, versions = [n for n, _ in keys], [v for _, v in keys]
         names = [f"{n}:{v}" for n, v in keys]
-        value: datetime | None = await self._fetchval("next_runnable_at", list(queues), names)
+        value: datetime | None = await self._fetchval(
+            "next_runnable_at", list(queues), workflows, versions, names
+        )
         return value
 
     async def load_steps(self, run_id: str) -> list[Record]:
