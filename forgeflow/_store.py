@@ -63,6 +63,23 @@ ISOLATION_LEVELS = {
 }
 # How long a rollback may take before its connection is closed instead.
 _ROLLBACK_SECONDS = 10.0
+# How long a statement waits for a pooled connection before giving up. Waiting is normal
+# when many runs share a small pool (each statement holds a connection for one round
+# trip); a minute without one means the pool is wedged or the server refuses to open
+# more, and the run is better handed back than left to lose its lease silently.
+_ACQUIRE_SECONDS = 60.0
+
+
+# The pools (by id) whose exhaustion has been logged: once per pool is enough.
+_WARNED_POOLS: set[int] = set()
+
+
+def _pool_advice(max_pool: int) -> str:
+    return (
+        f"this process's pool holds at most max_pool={max_pool} connections "
+        "(FORGEFLOW_MAX_POOL); every process's max_pool together must fit within "
+        "PostgreSQL's max_connections, so lower max_pool or raise max_connections"
+    )
 
 
 class Store:
@@ -92,15 +109,35 @@ class Store:
     @asynccontextmanager
     async def held(self) -> AsyncIterator[Store]:
         """An engine store on one pooled connection, held until the block ends."""
-        try:
-            conn = await self.pool.acquire()
-        except _DRIVER_ERRORS as exc:
-            raise EngineFault("acquire a connection", exc) from exc
+        conn = await self._acquire()
         try:
             yield self.bind(conn)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.pool.release(conn)
+
+    async def _acquire(self) -> Any:
+        """A connection from the pool, or ``EngineFault`` saying why none could be had."""
+        try:
+            conn = await self.pool.acquire(timeout=_ACQUIRE_SECONDS)
+        except (TimeoutError, *_DRIVER_ERRORS) as exc:
+            raise EngineFault("acquire a connection", self._unavailable(exc)) from exc
+        return conn
+
+    def _unavailable(self, exc: BaseException) -> BaseException:
+        """``exc``, or when the pool could not hand out a connection at all, an error
+        that says so and which setting to change (logged once per pool)."""
+        if isinstance(exc, TimeoutError):
+            why = f"no pooled connection came free within {_ACQUIRE_SECONDS:g} s"
+        elif isinstance(exc, asyncpg.TooManyConnectionsError):
+            why = f"PostgreSQL refused a new connection ({exc})"
+        else:
+            return exc
+        max_pool = self.pool.get_max_size()
+        if id(self.pool) not in _WARNED_POOLS:
+            _WARNED_POOLS.add(id(self.pool))
+            log.error("pool_unavailable", reason=why, max_pool=max_pool)
+        return DatabaseError(f"{why}: {_pool_advice(max_pool)}")
 
     @asynccontextmanager
     async def transaction(
@@ -117,12 +154,9 @@ class Store:
         # A store bound to the one connection an executing run holds runs the
         # transaction there: no pool checkout on the hot path.
         own = self._db is not self.pool
+        conn = self._db if own else await self._acquire()
         try:
-            conn = self._db if own else await self.pool.acquire()
-        except _DRIVER_ERRORS as exc:
-            raise EngineFault("acquire a connection", exc) from exc
-        try:
-            tr = conn.transaction(isolation=level)  # type: ignore[arg-type]
+            tr = conn.transaction(isolation=level)
             try:
                 await tr.start()
             except _DRIVER_ERRORS as exc:
@@ -163,6 +197,14 @@ class Store:
                 reset=_no_reset,
                 server_settings={"application_name": "forgeflow"},
             )
+        except asyncpg.TooManyConnectionsError as exc:
+            # The pool opens min_pool connections at once: the server had no room for them.
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL: {exc}: opening min_pool={min_size} "
+                f"connections (FORGEFLOW_MIN_POOL) was refused; each process may open up "
+                f"to max_pool={max_size} (FORGEFLOW_MAX_POOL), and every process's pool "
+                "together must fit within PostgreSQL's max_connections"
+            ) from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
         store = cls(pool, dsn)
@@ -172,6 +214,7 @@ class Store:
 
     async def close(self) -> None:
         """Close the pool."""
+        _WARNED_POOLS.discard(id(self.pool))
         await self.pool.close()
 
     async def migrate(self) -> list[int]:
@@ -195,15 +238,18 @@ class Store:
         delay = 0.005
         for attempt in range(1, _RETRIES + 1):
             try:
-                return await getattr(self._db, method)(Q[name], *args)
+                if self._db is not self.pool:
+                    return await getattr(self._db, method)(Q[name], *args)
+                async with self.pool.acquire(timeout=_ACQUIRE_SECONDS) as conn:
+                    return await getattr(conn, method)(Q[name], *args)
             except _RETRYABLE as exc:
                 if attempt == _RETRIES:
                     raise self._wrap(name, exc) from exc
                 log.info("statement_retried", statement=name, sqlstate=exc.sqlstate)
                 await anyio.sleep(delay * (0.5 + random.random()))
                 delay *= 2
-            except _DRIVER_ERRORS as exc:
-                raise self._wrap(name, exc) from exc
+            except (TimeoutError, *_DRIVER_ERRORS) as exc:
+                raise self._wrap(name, self._unavailable(exc)) from exc
         raise AssertionError("unreachable")
 
     def _wrap(self, name: str, exc: BaseException) -> BaseException:
@@ -364,8 +410,10 @@ class Store:
         self, now: datetime, queues: Sequence[str], keys: Sequence[tuple[str, int]]
     ) -> datetime | None:
         """When a limited queue's timer comes due or its rate window lets a start through."""
-        names = [f"{n}:{v}" for n, v in keys]
-        value: datetime | None = await self._fetchval("next_limited_wake", now, list(queues), names)
+        workflows, versions = [n for n, _ in keys], [v for _, v in keys]
+        value: datetime | None = await self._fetchval(
+            "next_limited_wake", now, list(queues), workflows, versions
+        )
         return value
 
     async def declare_queue(
@@ -406,8 +454,11 @@ class Store:
         self, queues: Sequence[str], keys: Sequence[tuple[str, int]]
     ) -> datetime | None:
         """The earliest time a run this worker could execute becomes claimable."""
+        workflows, versions = [n for n, _ in keys], [v for _, v in keys]
         names = [f"{n}:{v}" for n, v in keys]
-        value: datetime | None = await self._fetchval("next_runnable_at", list(queues), names)
+        value: datetime | None = await self._fetchval(
+            "next_runnable_at", list(queues), workflows, versions, names
+        )
         return value
 
     async def load_steps(self, run_id: str) -> list[Record]:

@@ -122,6 +122,9 @@ def _import(target: str) -> Any:
 
 # -- commands -----------------------------------------------------------------------------
 
+# The most connections a worker's pool opens unless FORGEFLOW_MAX_POOL says otherwise.
+_WORKER_POOL = 20
+
 
 def _settings(args: argparse.Namespace, **defaults: Any) -> Settings:
     """The settings of this command: its flags, then FORGEFLOW_* variables, then defaults."""
@@ -162,7 +165,9 @@ def _queues(args: argparse.Namespace) -> list[str] | None:
 
 async def cmd_worker(args: argparse.Namespace) -> int:
     registry = load_app(args.module)
-    settings = _settings(args, max_pool=args.concurrency + 4)
+    # The pool is bounded whatever the concurrency: executing runs share it statement by
+    # statement, and a pool per run slot would outgrow PostgreSQL's max_connections.
+    settings = _settings(args, max_pool=min(args.concurrency + 4, _WORKER_POOL))
     async with (
         _connect(args, registry, settings) as ff,
         ff.worker(concurrency=args.concurrency, queues=_queues(args), grace=args.grace) as worker,
@@ -207,7 +212,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     sock = _listen(args.host, args.port)
     port = sock.getsockname()[1]
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-    settings = _settings(args, base_url=f"http://{shown}:{port}", max_pool=args.concurrency + 10)
+    pool = min(args.concurrency + 10, _WORKER_POOL)
+    settings = _settings(args, base_url=f"http://{shown}:{port}", max_pool=pool)
     base_url = settings.base_url
 
     class Server(uvicorn.Server):

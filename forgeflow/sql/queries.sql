@@ -93,11 +93,32 @@ RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.
 
 -- name: next_runnable_at
 -- When the claim loop should look again: a timer coming due or a lease running out.
-SELECT min(greatest(runnable_at, coalesce(lease_expires_at, runnable_at)))
-FROM forgeflow.workflow_runs
-WHERE runnable_at IS NOT NULL
-  AND queue = ANY($1::text[])
-  AND (workflow || ':' || version) = ANY($2::text[]);
+-- One probe per (queue, workflow, version) served reads the first unleased timer in due
+-- order, and one per queue the earliest lease expiry among executing runs: the cost is
+-- bounded by the number of probes, however many runs wait. A leased run is claimable at
+-- the later of its runnable_at and its expiry; taking the earliest expiry may wake the
+-- loop early, never late.
+SELECT least(
+    (SELECT min(t.runnable_at)
+     FROM unnest($1::text[]) AS q(name)
+     CROSS JOIN unnest($2::text[], $3::int[]) AS k(workflow, version)
+     CROSS JOIN LATERAL (
+         SELECT r.runnable_at FROM forgeflow.workflow_runs r
+         WHERE r.queue = q.name AND r.workflow = k.workflow AND r.version = k.version
+           AND r.runnable_at IS NOT NULL AND r.lease_owner IS NULL
+         ORDER BY r.runnable_at
+         LIMIT 1
+     ) t),
+    (SELECT min(greatest(t.runnable_at, t.lease_expires_at))
+     FROM unnest($1::text[]) AS q(name)
+     CROSS JOIN LATERAL (
+         SELECT r.runnable_at, r.lease_expires_at FROM forgeflow.workflow_runs r
+         WHERE r.queue = q.name AND r.lease_owner IS NOT NULL
+           AND r.runnable_at IS NOT NULL
+           AND (r.workflow || ':' || r.version) = ANY($4::text[])
+         ORDER BY r.lease_expires_at
+         LIMIT 1
+     ) t));
 
 -- name: load_steps
 SELECT name, kind, status, result, result_type, error, attempts, completed_at
@@ -705,19 +726,31 @@ FROM (SELECT 1) one LEFT JOIN claimed c ON true;
 
 -- name: next_limited_wake
 -- When a claimer of limited queues should look again, besides the wake-ups a freed slot
--- sends: a timer coming due, or a rate window letting the next start through.
-SELECT min(t) FROM (
-    SELECT min(r.runnable_at) AS t FROM forgeflow.workflow_runs r
-    WHERE r.queue = ANY($2::text[]) AND r.runnable_at > $1
-      AND (r.workflow || ':' || r.version) = ANY($3::text[])
-    UNION ALL
-    SELECT min(s.started_at) + make_interval(secs => l.rate_period_seconds)
-    FROM forgeflow.queues l
-    JOIN forgeflow.workflow_runs s ON s.queue = l.name AND s.started_at IS NOT NULL
-         AND s.started_at > $1::timestamptz - make_interval(secs => l.rate_period_seconds)
-    WHERE l.name = ANY($2::text[]) AND l.rate_limit IS NOT NULL
-    GROUP BY l.name, l.rate_period_seconds
-) x;
+-- sends: a timer coming due, or a rate window letting the next start through. Both are
+-- probes of the first index entry per queue (and workflow version), as in
+-- next_runnable_at.
+SELECT least(
+    (SELECT min(t.runnable_at)
+     FROM unnest($2::text[]) AS q(name)
+     CROSS JOIN unnest($3::text[], $4::int[]) AS k(workflow, version)
+     CROSS JOIN LATERAL (
+         SELECT r.runnable_at FROM forgeflow.workflow_runs r
+         WHERE r.queue = q.name AND r.workflow = k.workflow AND r.version = k.version
+           AND r.runnable_at IS NOT NULL AND r.lease_owner IS NULL
+           AND r.runnable_at > $1
+         ORDER BY r.runnable_at
+         LIMIT 1
+     ) t),
+    (SELECT min(s.started_at + make_interval(secs => l.rate_period_seconds))
+     FROM forgeflow.queues l
+     CROSS JOIN LATERAL (
+         SELECT r.started_at FROM forgeflow.workflow_runs r
+         WHERE r.queue = l.name AND r.started_at IS NOT NULL
+           AND r.started_at > $1::timestamptz - make_interval(secs => l.rate_period_seconds)
+         ORDER BY r.started_at
+         LIMIT 1
+     ) s
+     WHERE l.name = ANY($2::text[]) AND l.rate_limit IS NOT NULL));
 
 -- name: queue_stats
 -- Per queue: runs executing, claimable now, delayed (created, claimable later), and how
