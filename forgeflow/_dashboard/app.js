@@ -175,6 +175,11 @@
     if (wait && wait.kind === "no_worker" && !TERMINAL.has(run.status)) {
       return wait.detail || "no live worker can take this run";
     }
+    // A run not started yet because its queue is at a limit, or because it starts later.
+    if (wait && (wait.kind === "queue_limit" || wait.kind === "delayed")
+        && run.status === "created") {
+      return wait.detail || wait.kind;
+    }
     if (!wait || run.status !== "waiting") return "";
     switch (wait.kind) {
       case "hook": return `decision on ${wait.step}`;
@@ -627,6 +632,58 @@
     state.poll = setInterval(refreshSchedules, 30000);
   }
 
+  // -- queues ----------------------------------------------------------------------------
+
+  function queueLimits(q) {
+    const limits = [["concurrency", q.concurrency], ["key_concurrency", q.key_concurrency],
+      ["rate", q.rate]].filter(([, value]) => value !== null && value !== undefined);
+    return limits.length ? limits.map(([name, value]) => `${name}=${value}`).join(", ") : "—";
+  }
+
+  function queueRow(q) {
+    const keys = (q.top_keys || []).map((k) => `${k.key} (${k.executing}+${k.claimable})`);
+    return h("tr", { "data-testid": "queue-row", "data-queue": q.name },
+      h("td", { class: "mono" }, q.name),
+      h("td", { "data-testid": "queue-executing" },
+        q.concurrency ? `${q.executing}/${q.concurrency}` : String(q.executing)),
+      h("td", {}, String(q.claimable)),
+      h("td", {}, String(q.delayed)),
+      h("td", { "data-testid": "queue-limited" }, String(q.limited)),
+      h("td", { class: "mono" }, queueLimits(q)),
+      h("td", { class: "mono" }, keys.length ? keys.join(", ") : "—"));
+  }
+
+  async function refreshQueues() {
+    let answer;
+    try {
+      answer = await api("GET", "queues");
+    } catch (error) {
+      notice(error.message, true);
+      return;
+    }
+    const rows = answer.queues;
+    fill($("queues"), rows.length ? [h("table", { "data-testid": "queues" },
+      h("thead", {}, h("tr", {}, ...["Queue", "Executing", "Claimable", "Delayed",
+        "Held by a limit", "Limits", "Busiest keys (executing+claimable)"]
+        .map((t) => h("th", {}, t)))),
+      h("tbody", {}, ...rows.map(queueRow)))]
+      : [h("p", { class: "empty" }, "No queues.")]);
+  }
+
+  function showQueues() {
+    closeStream();
+    state.runId = null;
+    show(h("h1", {}, "Queues"), h("div", { id: "queues" },
+      h("p", { class: "empty" }, "Loading…")));
+    refreshQueues();
+    // Counts move as runs start and end: follow the runs feed, as the runs list does.
+    openStream("runs/changes", { change: () => {
+      clearTimeout(state.refreshTimer);
+      state.refreshTimer = setTimeout(refreshQueues, 200);
+    } });
+    state.poll = setInterval(refreshQueues, 10000);
+  }
+
   // -- routing ---------------------------------------------------------------------------
 
   function route() {
@@ -634,6 +691,7 @@
     const match = window.location.hash.match(/^#\/runs\/(.+)$/);
     if (match) showRun(decodeURIComponent(match[1]));
     else if (window.location.hash === "#/schedules") showSchedules();
+    else if (window.location.hash === "#/queues") showQueues();
     else showList();
   }
 

@@ -158,3 +158,42 @@ async def test_with_an_admin_token_the_dashboard_asks_for_it_then_goes_live(
         await expect(page.locator("#live")).to_have_text("live")
         await page.get_by_test_id("active-hooks").get_by_test_id("hook-reject").click()
         await expect(row.get_by_test_id("run-status")).to_have_text("completed", timeout=30_000)
+
+
+async def test_the_queues_page_shows_a_limit_and_the_run_it_holds_back(
+    dsn: str, registry: Registry, page: Any
+) -> None:
+    """A queue at its concurrency limit: the Queues page counts it, the held run says why."""
+    import threading
+
+    from playwright.async_api import expect
+
+    from forgeflow import Queue, WorkflowContext, workflow
+
+    release = threading.Event()
+
+    def blocked() -> str:
+        # A sync step runs in a worker thread: it holds the queue's only slot until told.
+        release.wait(60)
+        return "done"
+
+    @workflow(version=1, registry=registry, queue=Queue("serial", concurrency=1))
+    async def one_at_a_time(ctx: WorkflowContext, n: int) -> str:
+        return await ctx.step("blocked", blocked).run()
+
+    define(registry)
+    try:
+        async with served(dsn, registry) as server, Forgeflow.connect(dsn, registry=registry) as ff:
+            first = await ff.start(one_at_a_time, 1)
+            await until_status(ff, first, "running")
+            second = await ff.start(one_at_a_time, 2)
+            await page.goto(f"{server.url}/#/queues")
+            row = page.locator('tr[data-queue="serial"]')
+            await expect(row.get_by_test_id("queue-executing")).to_have_text("1/1")
+            await expect(row.get_by_test_id("queue-limited")).to_have_text("1")
+            await page.goto(f"{server.url}/#/runs/{second}")
+            await expect(page.get_by_text("held by queue serial")).to_be_visible()
+            release.set()
+            await until_status(ff, second, "completed")
+    finally:
+        release.set()
