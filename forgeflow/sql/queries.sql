@@ -18,25 +18,42 @@ SELECT id, workflow FROM forgeflow.workflow_runs WHERE idempotency_key = $1;
 
 -- name: claim_runs
 -- Queues with limits are left to claim_limited_runs, even when the caller thinks them
--- unlimited (its list of limited queues may be a few seconds old). Each queue is probed
--- on its own in the claim index, in priority order, so the scan is bounded by the rows
--- it returns whatever the number of queues served.
-WITH candidates AS (
-    SELECT c.id FROM unnest($2::text[]) AS q(name)
+-- unlimited (its list of limited queues may be a few seconds old). The claim index is
+-- (queue, priority DESC, runnable_at): the priorities present in each queue are found
+-- first by skipping through it (one probe per distinct priority), then each priority is
+-- read as a range of due runs. So the claim reads the runs it may take, never the runs
+-- waiting on future timers, however many there are.
+WITH RECURSIVE levels AS (
+    SELECT q.name AS queue,
+           (SELECT r.priority FROM forgeflow.workflow_runs r
+            WHERE r.queue = q.name AND r.runnable_at IS NOT NULL
+            ORDER BY r.priority DESC LIMIT 1) AS priority
+    FROM unnest($2::text[]) AS q(name)
+    WHERE NOT EXISTS (SELECT 1 FROM forgeflow.queues l WHERE l.name = q.name AND l.limited)
+    UNION ALL
+    SELECT v.queue,
+           (SELECT r.priority FROM forgeflow.workflow_runs r
+            WHERE r.queue = v.queue AND r.runnable_at IS NOT NULL AND r.priority < v.priority
+            ORDER BY r.priority DESC LIMIT 1)
+    FROM levels v
+    WHERE v.priority IS NOT NULL
+), candidates AS (
+    SELECT c.id FROM levels v
     CROSS JOIN LATERAL (
         SELECT r.id, r.priority, r.runnable_at FROM forgeflow.workflow_runs r
-        WHERE r.queue = q.name
+        WHERE r.queue = v.queue
+          AND r.priority = v.priority
           AND r.runnable_at IS NOT NULL
           AND r.runnable_at <= $1
           AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
           -- Matched as "name:version" text on purpose: the planner then scans the small
           -- claim index instead of combining it with the per-workflow history index.
           AND (r.workflow || ':' || r.version) = ANY($3::text[])
-        ORDER BY r.priority DESC, r.runnable_at
+        ORDER BY r.runnable_at
         LIMIT $4
         FOR UPDATE SKIP LOCKED
     ) c
-    WHERE NOT EXISTS (SELECT 1 FROM forgeflow.queues l WHERE l.name = q.name AND l.limited)
+    WHERE v.priority IS NOT NULL
     ORDER BY c.priority DESC, c.runnable_at
     LIMIT $4
 )
