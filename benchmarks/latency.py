@@ -15,6 +15,11 @@ raw baseline's worker processes take turns with forgeflow's, round by round.
 
     python benchmarks/latency.py [--dsn DSN] [--runs 300] [--throughput-runs 1000]
                                  [--rounds 3] [--concurrency 10] [--starters 4]
+                                 [--waiting N]
+
+``--waiting N`` first parks N runs of the same workflow on the latency queues, waiting on
+timers a year ahead (written in one statement), so that the claims and wake-up queries
+work among them, as in a system with many runs waiting on approvals and timers.
 """
 
 from __future__ import annotations
@@ -300,6 +305,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10, help="runs per worker at once")
     parser.add_argument("--starters", type=int, default=4, help="concurrent starting tasks")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--waiting", type=int, default=0, help="runs parked on far timers")
     args = parser.parse_args()
     quiet_logs()
     dsn = await server_dsn(args.dsn)
@@ -310,6 +316,8 @@ async def main() -> None:
         Forgeflow.connect(dsn, registry=registry) as ff,
         RawClient.connect(dsn) as raw,
     ):
+        if args.waiting:
+            await park(ff, args.waiting)
         before = await history(ff)
         await latency(ff, raw, dsn, args.runs, args.concurrency)
         if not args.skip_throughput:
@@ -319,6 +327,30 @@ async def main() -> None:
         after = await history(ff)
         print(f"\nruns of {three_steps.name} in the database: {before} before, {after} after")
     print(load_line())
+
+
+async def park(ff: Forgeflow, n: int) -> None:
+    """Write ``n`` runs waiting on timers a year ahead, on the latency queues."""
+    began = time.perf_counter()
+    await ff.pool.execute(
+        """
+        INSERT INTO forgeflow.workflow_runs
+            (id, workflow, version, queue, status, input, runnable_at, timeout_seconds,
+             created_at, started_at, wait)
+        SELECT 'parked-' || gen_random_uuid(), $1, $2,
+               CASE WHEN i % 2 = 0 THEN $3 ELSE $4 END, 'waiting', '1',
+               now() + interval '365 days' + make_interval(secs => i), 86400 * 400,
+               now(), now(), '{"kind": "sleep"}'
+        FROM generate_series(1, $5) AS i
+        """,
+        three_steps.name,
+        three_steps.version,
+        LOCAL,
+        REMOTE,
+        n,
+    )
+    await ff.pool.execute("ANALYZE forgeflow.workflow_runs")
+    print(f"parked {n} runs on far timers in {time.perf_counter() - began:.1f} s")
 
 
 async def history(ff: Forgeflow) -> int:
