@@ -222,17 +222,25 @@ async def test_whatever_ends_a_parent_rolls_back_its_attached_children_first(
     """A parent that fails or times out cancels its attached children, which are rolled
     back before its own compensations run; a detached child is left alone."""
     undone: list[str] = []
+    reserved = anyio.Event()
+
+    async def reserve(name: str) -> str:
+        if name == "attached":
+            reserved.set()
+        return name
 
     @workflow(version=1, registry=registry)
     async def child(ctx: WorkflowContext, name: str) -> None:
-        await ctx.step("reserve", lambda: name).compensate(lambda n: undone.append(f"child {n}"))
+        await ctx.step("reserve", reserve, name).compensate(lambda n: undone.append(f"child {n}"))
         await ctx.wait_for_event("never", {"name": name})
 
-    @workflow(version=1, registry=registry, timeout="2s" if ending == "timeout" else "1h")
+    @workflow(version=1, registry=registry, timeout="3s" if ending == "timeout" else "1h")
     async def parent(ctx: WorkflowContext, _: None) -> None:
         await ctx.step("open", lambda: "parent").compensate(lambda n: undone.append(n))
         attached = await ctx.start_child(child, "attached")
         await ctx.start_child(child, "detached", detached=True)
+        # The parent ends only once the attached child has something to roll back.
+        await ctx.step("child_reserved", reserved.wait)
         if ending == "failure":
             await ctx.step("explode", _explode)
         await attached.result()  # waits until the deadline passes
