@@ -640,7 +640,7 @@ SELECT name FROM forgeflow.queues WHERE name = ANY($1::text[]) AND limited;
 -- Counting in a snapshot from before the wait without this check would hand out the
 -- same last slot twice. Every row returned carries (limited, locked): fewer queues
 -- locked than limited means "retry". With nothing claimed, one row of NULLs carries them.
-WITH q AS MATERIALIZED (
+WITH RECURSIVE q AS MATERIALIZED (
     SELECT l.name, l.key_concurrency, l.claim_seq,
            CASE WHEN l.concurrency IS NULL THEN $4 ELSE l.concurrency - (
                SELECT count(*) FROM forgeflow.workflow_runs e
@@ -659,6 +659,23 @@ WITH q AS MATERIALIZED (
     FROM q
     WHERE l.name = q.name AND l.claim_seq = q.claim_seq
     RETURNING l.name
+), levels AS (
+    -- The priorities present in each limited queue, highest first, by skipping through
+    -- the claim index: the look-ahead below then reads each priority as a range of due
+    -- runs, never the runs waiting on future timers.
+    SELECT q.name AS queue,
+           (SELECT r.priority FROM forgeflow.workflow_runs r
+            WHERE r.queue = q.name AND r.runnable_at IS NOT NULL
+            ORDER BY r.priority DESC LIMIT 1) AS priority
+    FROM q
+    WHERE q.free_slots > 0
+    UNION ALL
+    SELECT v.queue,
+           (SELECT r.priority FROM forgeflow.workflow_runs r
+            WHERE r.queue = v.queue AND r.runnable_at IS NOT NULL AND r.priority < v.priority
+            ORDER BY r.priority DESC LIMIT 1)
+    FROM levels v
+    WHERE v.priority IS NOT NULL
 ), busy AS MATERIALIZED (
     SELECT e.queue, e.concurrency_key, count(*) AS n
     FROM forgeflow.workflow_runs e JOIN q ON e.queue = q.name
@@ -672,11 +689,13 @@ WITH q AS MATERIALIZED (
            row_number() OVER (PARTITION BY c.queue, c.concurrency_key,
                                            CASE WHEN c.concurrency_key IS NULL THEN c.id END
                               ORDER BY c.priority DESC, c.runnable_at, c.id) AS key_rank
-    FROM q CROSS JOIN LATERAL (
+    FROM q JOIN levels v ON v.queue = q.name AND v.priority IS NOT NULL
+    CROSS JOIN LATERAL (
         SELECT r.id, r.queue, r.concurrency_key, r.priority, r.runnable_at,
                r.started_at IS NULL AS fresh
         FROM forgeflow.workflow_runs r
         WHERE r.queue = q.name
+          AND r.priority = v.priority
           AND r.runnable_at IS NOT NULL
           AND r.runnable_at <= $1
           AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
@@ -685,7 +704,7 @@ WITH q AS MATERIALIZED (
               SELECT 1 FROM busy b
               WHERE b.queue = r.queue AND b.concurrency_key = r.concurrency_key
                 AND b.n >= q.key_concurrency)
-        ORDER BY r.priority DESC, r.runnable_at
+        ORDER BY r.runnable_at
         LIMIT least(greatest(q.free_slots, 0), $4) * 4
     ) c
     JOIN locked k ON k.name = q.name
