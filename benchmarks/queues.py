@@ -16,12 +16,15 @@ the claimed run is then ended with one untimed UPDATE, so that every queue stays
 steady state (a few runs executing, the backlog claimable). Samples take turns across the
 queues so that the machine's other load falls on all alike.
 
-With ``--generic-plans`` the script's connections run with
-``plan_cache_mode=force_generic_plan``: PostgreSQL otherwise plans these claims anew at
-each execution (it keeps finding custom plans cheaper), and planning is most of what the
-limited claim costs beyond the plain one.
+PostgreSQL plans a prepared statement anew at each execution for as long as its custom
+plans look cheaper than its generic one; planning the limited claim costs more than
+running it. The claim reads its list of queues through a sub-select so that its generic
+plan is chosen and reused. Beside it, each limited queue is also claimed with the
+statement as it was before (the list compared directly, so each claim is planned anew):
+the rows marked "planned each time". The table ends with how often PostgreSQL used a
+generic or a custom plan for each (``pg_prepared_statements``).
 
-    python benchmarks/queues.py [--dsn DSN] [--runs 20000] [--samples 500] [--generic-plans]
+    python benchmarks/queues.py [--dsn DSN] [--runs 20000] [--samples 500]
 """
 
 from __future__ import annotations
@@ -32,11 +35,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import asyncpg
 from _common import describe_server, dsn_argument, load_line, server_dsn, summary_ms
 from _worker_proc import quiet_logs
 
 from forgeflow import Queue
+from forgeflow._sql import QUERIES
 from forgeflow._store import Store
 
 WORKFLOW = ("bench_queue_job", 1)
@@ -47,6 +50,15 @@ QUEUES = {
     "rate=1000000/min": Queue("bench_q_rate", rate="1000000/min"),
     "all three": Queue("bench_q_all", concurrency=50, key_concurrency=1, rate="1000000/min"),
 }
+REPLANNED = " (planned each time)"
+# The limited claim as it was: the list of queues compared directly.
+CLAIM_REPLANNED = QUERIES["claim_limited_runs"].replace(
+    "ANY(ARRAY(SELECT unnest($2::text[])))", "ANY($2::text[])"
+)
+PLAN_COUNTS = """
+SELECT generic_plans, custom_plans FROM pg_prepared_statements
+WHERE statement = $1
+"""
 KEYS = 1000
 END = """
 UPDATE forgeflow.workflow_runs
@@ -80,11 +92,18 @@ async def fill(store: Store, runs: int) -> None:
     await store.pool.execute("ANALYZE forgeflow.workflow_runs")
 
 
-async def sample(store: Store, queue: Queue) -> float:
-    """One claim of one run on ``queue``; its duration in seconds."""
+async def sample(store: Store, queue: Queue, replanned: bool = False) -> float:
+    """One claim of one run on ``queue``; its duration in seconds. ``replanned``: the
+    limited claim sent as a single statement with PostgreSQL's default plan choice."""
     now = datetime.now(UTC)
+    names = [f"{n}:{v}" for n, v in [WORKFLOW]]
     begin = time.perf_counter()
-    if queue.limited:
+    if replanned:
+        found = await store.pool.fetch(
+            CLAIM_REPLANNED, now, [queue.name], names, 1, "bench", 30.0
+        )
+        rows = [r for r in found if r["id"] is not None]
+    elif queue.limited:
         rows = await store.claim_limited_runs(now, [queue.name], [WORKFLOW], 1, "bench", 30.0)
     else:
         rows = await store.claim_runs(now, [queue.name], [WORKFLOW], 1, "bench", 30.0)
@@ -100,29 +119,34 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=20000, help="claimable runs per queue")
     parser.add_argument("--samples", type=int, default=500, help="claims timed per queue")
     parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument(
-        "--generic-plans", action="store_true", help="plan_cache_mode=force_generic_plan"
-    )
     args = parser.parse_args()
     quiet_logs()
     dsn = await server_dsn(args.dsn)
     print(await describe_server(dsn))
     await (await Store.open(dsn, min_size=1, max_size=1)).close()  # migrate
-    settings = {"plan_cache_mode": "force_generic_plan"} if args.generic_plans else {}
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, server_settings=settings)
-    store = Store(pool, dsn)
-    print(f"plan_cache_mode: {'force_generic_plan' if args.generic_plans else 'auto'}")
+    store = await Store.open(dsn, min_size=1, max_size=1, migrate=False)
     try:
         print(f"filling {len(QUEUES)} queues with {args.runs} runs each over {KEYS} keys ...")
         await fill(store, args.runs)
         print(load_line())
-        timings: dict[str, list[float]] = {label: [] for label in QUEUES}
+        variants = [(label, queue, False) for label, queue in QUEUES.items()]
+        variants += [(label + REPLANNED, q, True) for label, q in QUEUES.items() if q.limited]
+        timings: dict[str, list[float]] = {label: [] for label, _, _ in variants}
         for round_ in range(args.warmup + args.samples):
-            for label, queue in QUEUES.items():
-                spent = await sample(store, queue)
+            for label, queue, replanned in variants:
+                spent = await sample(store, queue, replanned)
                 if round_ >= args.warmup:
                     timings[label].append(spent)
         print(load_line())
+        async with store.pool.acquire() as conn:
+            plans = {
+                label: await conn.fetchrow(PLAN_COUNTS, text)
+                for label, text in (
+                    ("limited claim", QUERIES["claim_limited_runs"]),
+                    ("limited claim, planned each time", CLAIM_REPLANNED),
+                    ("claim without limits", QUERIES["claim_runs"]),
+                )
+            }
     finally:
         await store.close()
     base = summary_ms(timings["no limits"])
@@ -132,6 +156,10 @@ async def main() -> None:
     for label, values in timings.items():
         p50, p95, mean = summary_ms(values)
         print(f"| {label} | {p50:.3f} / {p95:.3f} / {mean:.3f} | {p50 - base[0]:+.3f} |")
+    print("\nplans used (one connection) (generic / custom)")
+    for label, row in plans.items():
+        counts = "not prepared here" if row is None else f"{row[0]} / {row[1]}"
+        print(f"- {label}: {counts}")
 
 
 if __name__ == "__main__":

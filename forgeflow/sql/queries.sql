@@ -652,7 +652,12 @@ WITH RECURSIVE q AS MATERIALIZED (
                  AND s.started_at > $1::timestamptz - make_interval(secs => l.rate_period_seconds))
            END AS free_starts
     FROM forgeflow.queues l
-    WHERE l.name = ANY($2::text[]) AND l.limited
+    -- The list of queues is read through a sub-select on purpose: its length then
+    -- weighs the same in every plan, so that PostgreSQL keeps reusing the statement's
+    -- generic plan instead of planning it anew at each claim (planning it costs more
+    -- than running it). Compared with its contents, it made every custom plan look
+    -- cheaper than the generic one.
+    WHERE l.name = ANY(ARRAY(SELECT unnest($2::text[]))) AND l.limited
 ), locked AS (
     UPDATE forgeflow.queues l
     SET claim_seq = l.claim_seq + 1
