@@ -99,9 +99,7 @@ async def sample(store: Store, queue: Queue, replanned: bool = False) -> float:
     names = [f"{n}:{v}" for n, v in [WORKFLOW]]
     begin = time.perf_counter()
     if replanned:
-        found = await store.pool.fetch(
-            CLAIM_REPLANNED, now, [queue.name], names, 1, "bench", 30.0
-        )
+        found = await store.pool.fetch(CLAIM_REPLANNED, now, [queue.name], names, 1, "bench", 30.0)
         rows = [r for r in found if r["id"] is not None]
     elif queue.limited:
         rows = await store.claim_limited_runs(now, [queue.name], [WORKFLOW], 1, "bench", 30.0)
