@@ -9,8 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._http_requests import ApiError, check_text
-from .errors import ScheduleNotFound
+from ._http_requests import check_text
 
 if TYPE_CHECKING:
     from ._client import Forgeflow
@@ -38,14 +37,12 @@ def schedule_routes(
         async def handler(request: Request) -> Response:
             require_admin(request)
             schedule = check_text(str(request.path_params["name"]), "name")
-            try:
-                if name == "trigger":
-                    run_id = await client.trigger_schedule(schedule)
-                    body: dict[str, Any] = {"name": schedule, "run_id": run_id}
-                    return JSONResponse(body, status_code=202)
-                record = await getattr(client, f"{name}_schedule")(schedule)
-            except ScheduleNotFound as exc:
-                raise ApiError(404, "schedule_not_found", exc.message) from exc
+            # An unknown name raises ScheduleNotFound: 404 (``http.classify``).
+            if name == "trigger":
+                run_id = await client.trigger_schedule(schedule)
+                body: dict[str, Any] = {"name": schedule, "run_id": run_id}
+                return JSONResponse(body, status_code=202)
+            record = await getattr(client, f"{name}_schedule")(schedule)
             return JSONResponse(record.model_dump(mode="json"))
 
         return handler

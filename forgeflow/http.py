@@ -71,6 +71,7 @@ from .errors import (
     IdempotencyConflict,
     InputValidationError,
     RunNotFound,
+    ScheduleNotFound,
     WorkflowNotFound,
 )
 
@@ -120,6 +121,8 @@ def classify(exc: ForgeflowError) -> ApiError:
         return ApiError(422, "workflow_not_found", exc.message)
     if isinstance(exc, RunNotFound):
         return ApiError(404, "run_not_found", exc.message)
+    if isinstance(exc, ScheduleNotFound):
+        return ApiError(404, "schedule_not_found", exc.message)
     if isinstance(exc, IdempotencyConflict):
         return ApiError(409, "idempotency_conflict", exc.message)
     if isinstance(exc, ForkError):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from forgeflow import Forgeflow
+from forgeflow import Forgeflow, ScheduleNotFound
+from forgeflow.http import classify
 
 from .server import until_status
 from .workflows import Workflows
@@ -46,6 +47,17 @@ async def test_unknown_schedules_answer_404(http: httpx.AsyncClient) -> None:
         answer = await http.post(f"/schedules/nope/{action}")
         assert answer.status_code == 404
         assert answer.json()["error"] == "schedule_not_found"
+
+
+def test_schedule_not_found_answers_404_from_any_route() -> None:
+    """The app's error mapping, shared by every route, makes ScheduleNotFound a 404.
+
+    Regression: only the schedule routes caught it; raised anywhere else (a schedule
+    deleted while another route used it) it became a 500.
+    """
+    answer = classify(ScheduleNotFound("no schedule named 'nightly'"))
+    assert (answer.status, answer.error) == (404, "schedule_not_found")
+    assert answer.detail == "no schedule named 'nightly'"
 
 
 async def test_the_dashboard_has_a_schedules_page(http: httpx.AsyncClient) -> None:
