@@ -38,7 +38,7 @@ __all__ = ["ScheduleRecord", "Scheduler", "Schedules"]
 log = structlog.get_logger("forgeflow.schedules")
 
 #: Due schedules handled per statement batch.
-_BATCH = 100
+BATCH = 100
 #: The longest the scheduler sleeps without a notification (a lost NOTIFY, a new
 #: schedule of a workflow this worker could not see): not a poll, a safety net.
 _MAX_WAIT = 60.0
@@ -107,7 +107,7 @@ class Scheduler:
         self.runtime = runtime
         self._changed = anyio.Event()
 
-    def _live(self) -> dict[str, WorkflowDefinition[Any, Any]]:
+    def live(self) -> dict[str, WorkflowDefinition[Any, Any]]:
         """The latest non-deprecated definition of each registered workflow."""
         registry = self.runtime.registry
         found = {}
@@ -121,7 +121,7 @@ class Scheduler:
         now = self.runtime.clock.now()
         store = self.runtime.store
         undeclared = []
-        for name, definition in self._live().items():
+        for name, definition in self.live().items():
             spec = definition.schedule
             if spec is None:
                 undeclared.append(name)
@@ -142,18 +142,38 @@ class Scheduler:
     async def fire_due(self) -> list[str]:
         """Start the runs of every due schedule at the clock's time; the run ids."""
         started: list[str] = []
-        live = self._live()
+        live = self.live()
         while True:
-            now = self.runtime.clock.now()
-            rows = await self.runtime.store.due_schedules(now, list(live), _BATCH)
-            for row in rows:
-                started += await self._fire(row, live[row["workflow"]], now)
-            if len(rows) < _BATCH:
+            rows = await self.runtime.store.due_schedules(
+                self.runtime.clock.now(), list(live), BATCH
+            )
+            fired, _ = await self.fire(rows, live)
+            started += fired
+            if len(rows) < BATCH:
                 return started
+
+    async def fire(
+        self, rows: list[Record], live: dict[str, WorkflowDefinition[Any, Any]] | None = None
+    ) -> tuple[list[str], bool]:
+        """Fire the given due schedule rows at the clock's time: the run ids started, and
+        whether every row was still as read (False: another process changed or fired
+        one first, and ``fire_due`` should look again)."""
+        live = self.live() if live is None else live
+        now = self.runtime.clock.now()
+        started: list[str] = []
+        current = True
+        for row in rows:
+            definition = live.get(row["workflow"])
+            if definition is None:
+                continue
+            created = await self._fire(row, definition, now)
+            current = current and created is not None
+            started += created or []
+        return started, current
 
     async def _fire(
         self, row: Record, definition: WorkflowDefinition[Any, Any], now: datetime
-    ) -> list[str]:
+    ) -> list[str] | None:
         name = row["name"]
         spec = ScheduleSpec(row["cron"], row["timezone"], row["catchup"])
         plan = plan_fires(spec, row["next_fire_at"], now)
@@ -162,7 +182,7 @@ class Scheduler:
             name, row["next_fire_at"], plan.next_fire_at, _target(definition), fires, now
         )
         if created is None:
-            return []  # another worker handled this fire time first
+            return None  # another worker handled this fire time first
         if plan.skipped:
             log.warning(
                 "schedule_missed", schedule=name, skipped=plan.skipped, catchup=spec.catchup
@@ -178,7 +198,7 @@ class Scheduler:
 
     async def next_fire(self) -> datetime | None:
         """The earliest next fire time among the schedules this process can run."""
-        return await self.runtime.store.next_schedule_fire(list(self._live()))
+        return await self.runtime.store.next_schedule_fire(list(self.live()))
 
     def _on_notify(self, channel: str, _payload: str) -> None:
         if channel == "forgeflow_schedules":

@@ -17,14 +17,33 @@ from ..errors import DatabaseError
 
 __all__ = ["TestingStore"]
 
-# The earliest moment after $1, up to $2, at which a run this env can execute becomes
-# claimable: a sleep's or a retry's wake time, a hook or event timeout, a deadline.
-NEXT_DUE = """
-SELECT min(runnable_at) FROM forgeflow.workflow_runs
-WHERE runnable_at > $1 AND runnable_at <= $2
-  AND status NOT IN ('completed', 'compensated', 'failed')
-  AND queue = ANY($3::text[])
-  AND (workflow, version) IN (SELECT * FROM unnest($4::text[], $5::int[]))
+# The next moment the env must stop at, in (after, until]: the earliest moment a run it
+# can execute becomes claimable (a sleep's or a retry's wake time, a hook or event
+# timeout, a deadline) or the next fire time of an unpaused schedule of a workflow it runs ($6),
+# with the schedules due by then (up to $7 of them, oldest first; none when only a run
+# wakes up earlier), so that they are fired without reading them again.
+NEXT_STOP = """
+WITH runs AS (
+    SELECT min(runnable_at) AS at FROM forgeflow.workflow_runs
+    WHERE runnable_at > $1 AND runnable_at <= $2
+      AND status NOT IN ('completed', 'compensated', 'failed')
+      AND queue = ANY($3::text[])
+      AND (workflow, version) IN (SELECT * FROM unnest($4::text[], $5::int[]))
+), fires AS (
+    SELECT min(next_fire_at) AS at FROM forgeflow.schedules
+    WHERE NOT paused AND workflow = ANY($6::text[])
+), stop AS (
+    SELECT CASE WHEN f.at <= $2 AND (r.at IS NULL OR f.at < r.at) THEN f.at ELSE r.at END AS at
+    FROM runs r, fires f
+)
+SELECT stop.at AS stop, d.name, d.workflow, d.cron, d.timezone, d.catchup, d.next_fire_at
+FROM stop LEFT JOIN LATERAL (
+    SELECT s.name, s.workflow, s.cron, s.timezone, s.catchup, s.next_fire_at
+    FROM forgeflow.schedules s
+    WHERE NOT s.paused AND s.workflow = ANY($6::text[]) AND s.next_fire_at <= stop.at
+    ORDER BY s.next_fire_at
+    LIMIT $7
+) d ON true
 """
 
 # A worker that died keeps its lease until the lease runs out; a test does not wait for
@@ -51,19 +70,25 @@ class TestingStore:
         except asyncpg.PostgresError as exc:
             raise DatabaseError(f"forgeflow.testing: {exc}") from exc
 
-    async def next_due(
+    async def next_stop(
         self,
         after: datetime,
         until: datetime,
         queues: Sequence[str],
         keys: Sequence[tuple[str, int]],
-    ) -> datetime | None:
-        """The first time in (after, until] at which one of these runs becomes claimable."""
+        workflows: Sequence[str],
+        limit: int,
+    ) -> tuple[datetime | None, list[asyncpg.Record]]:
+        """The first run wake-up or schedule fire time in (after, until], and the
+        schedules of ``workflows`` due by then (at most ``limit``)."""
         names, versions = [k[0] for k in keys], [k[1] for k in keys]
-        value: datetime | None = await self._fetchval(
-            NEXT_DUE, after, until, list(queues), names, versions
-        )
-        return value
+        args = (after, until, list(queues), names, versions, list(workflows), limit)
+        try:
+            rows = await self.pool.fetch(NEXT_STOP, *args)
+        except asyncpg.PostgresError as exc:
+            raise DatabaseError(f"forgeflow.testing: {exc}") from exc
+        stop: datetime | None = rows[0]["stop"]
+        return stop, [r for r in rows if r["name"] is not None]
 
     async def expire_lease(self, run_id: str, worker: str) -> bool:
         """End ``worker``'s lease on ``run_id`` now, as if it had run out."""

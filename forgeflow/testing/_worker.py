@@ -17,6 +17,7 @@ import structlog
 
 from .._lease import Lease
 from .._runloop import RunLoop, new_worker_id
+from .._schedules import BATCH as SCHEDULE_BATCH
 from .._schedules import Scheduler
 from .._store import Record
 from .._worker import Announcement
@@ -192,28 +193,33 @@ class TestWorker:
             await self.scheduler.fire_due()
             await self.drain()
 
-    async def _next_wakeup(self, when: datetime) -> datetime | None:
-        """The first run wake-up or schedule fire time after now, up to ``when``."""
-        due = await self._db.next_due(
-            self.clock.now(), when, self.queue_list(), self.workflow_keys()
-        )
-        fire = await self.scheduler.next_fire()
-        if fire is not None and fire <= when and (due is None or fire < due):
-            return fire
-        return due
-
     async def advance_to(self, when: datetime) -> None:
-        """Run what is due now, then jump from wake-up to wake-up up to ``when``."""
+        """Run what is due now, then jump from wake-up to wake-up up to ``when``.
+
+        One statement finds each stop and the schedules due there, which are fired from
+        what it read; only when another process changed one of them meanwhile are the
+        due schedules read again.
+        """
         self.raise_error()
         async with self.lock():
             await self.scheduler.fire_due()
             await self.drain()
             while True:
-                due = await self._next_wakeup(when)
+                live = self.scheduler.live()
+                due, rows = await self._db.next_stop(
+                    self.clock.now(),
+                    when,
+                    self.queue_list(),
+                    self.workflow_keys(),
+                    list(live),
+                    SCHEDULE_BATCH,
+                )
                 if due is None:
                     break
                 self.clock.set(due)
                 # Schedules first: their runs then execute with the runs woken now.
-                await self.scheduler.fire_due()
+                _, current = await self.scheduler.fire(rows, live)
+                if not current or len(rows) == SCHEDULE_BATCH:
+                    await self.scheduler.fire_due()
                 await self.drain()
             self.clock.set(when)
