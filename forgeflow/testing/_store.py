@@ -9,21 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from ..errors import DatabaseError
 
-__all__ = ["TestingStore"]
+__all__ = ["Stop", "TestingStore"]
 
-# The next moment the env must stop at, in (after, until]: the earliest moment a run it
+# Whether a run it can execute is claimable at $1 already, and the next moment the env
+# must stop at, in (after, until]: the earliest moment a run it
 # can execute becomes claimable (a sleep's or a retry's wake time, a hook or event
 # timeout, a deadline) or the next fire time of an unpaused schedule of a workflow it runs ($6),
 # with the schedules due by then (up to $7 of them, oldest first; none when only a run
 # wakes up earlier), so that they are fired without reading them again.
 NEXT_STOP = """
-WITH runs AS (
+WITH now_runnable AS (
+    -- What the env's claim (claim_runs) at $1 would find.
+    SELECT EXISTS (
+        SELECT 1 FROM forgeflow.workflow_runs r
+        WHERE r.runnable_at <= $1
+          AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+          AND r.queue = ANY($3::text[])
+          AND (r.workflow, r.version) IN (SELECT * FROM unnest($4::text[], $5::int[]))
+          AND NOT EXISTS (SELECT 1 FROM forgeflow.queues l
+                          WHERE l.name = r.queue AND l.limited)
+    ) AS runnable
+), runs AS (
     SELECT min(runnable_at) AS at FROM forgeflow.workflow_runs
     WHERE runnable_at > $1 AND runnable_at <= $2
       AND status NOT IN ('completed', 'compensated', 'failed')
@@ -36,7 +48,8 @@ WITH runs AS (
     SELECT CASE WHEN f.at <= $2 AND (r.at IS NULL OR f.at < r.at) THEN f.at ELSE r.at END AS at
     FROM runs r, fires f
 )
-SELECT stop.at AS stop, d.name, d.workflow, d.cron, d.timezone, d.catchup, d.next_fire_at
+SELECT stop.at AS stop, (SELECT runnable FROM now_runnable) AS runnable_now,
+       d.name, d.workflow, d.cron, d.timezone, d.catchup, d.next_fire_at
 FROM stop LEFT JOIN LATERAL (
     SELECT s.name, s.workflow, s.cron, s.timezone, s.catchup, s.next_fire_at
     FROM forgeflow.schedules s
@@ -54,6 +67,17 @@ SET lease_expires_at = now() - interval '1 second'
 WHERE id = $1 AND lease_owner = $2
 RETURNING id
 """
+
+
+class Stop(NamedTuple):
+    """Where ``advance`` goes next (``TestingStore.next_stop``)."""
+
+    #: A run is claimable at the current time: run it before moving the clock.
+    runnable_now: bool
+    #: The next wake-up or fire time inside the window, if any.
+    at: datetime | None
+    #: The schedule rows due by ``at``, oldest first.
+    schedules: list[asyncpg.Record]
 
 
 class TestingStore:
@@ -78,17 +102,19 @@ class TestingStore:
         keys: Sequence[tuple[str, int]],
         workflows: Sequence[str],
         limit: int,
-    ) -> tuple[datetime | None, list[asyncpg.Record]]:
-        """The first run wake-up or schedule fire time in (after, until], and the
-        schedules of ``workflows`` due by then (at most ``limit``)."""
+    ) -> Stop:
+        """Whether a run is claimable at ``after`` already, the first run wake-up or
+        schedule fire time in (after, until], and the schedules of ``workflows`` due by
+        then (at most ``limit``)."""
         names, versions = [k[0] for k in keys], [k[1] for k in keys]
         args = (after, until, list(queues), names, versions, list(workflows), limit)
         try:
             rows = await self.pool.fetch(NEXT_STOP, *args)
         except asyncpg.PostgresError as exc:
             raise DatabaseError(f"forgeflow.testing: {exc}") from exc
-        stop: datetime | None = rows[0]["stop"]
-        return stop, [r for r in rows if r["name"] is not None]
+        first = rows[0]
+        schedules = [r for r in rows if r["name"] is not None]
+        return Stop(first["runnable_now"], first["stop"], schedules)
 
     async def expire_lease(self, run_id: str, worker: str) -> bool:
         """End ``worker``'s lease on ``run_id`` now, as if it had run out."""

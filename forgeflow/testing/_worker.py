@@ -168,23 +168,42 @@ class TestWorker:
             lease_seconds,
         )
 
-    async def drain(self) -> None:
-        """Execute what is due now, batch after batch, until a claim finds nothing."""
+    async def drain(self) -> int:
+        """Execute what is due now, batch after batch, until a claim finds nothing; how
+        many executions ran."""
         loop = self.loop
+        total = 0
         while True:
-            await loop.drain(self._claim, self.batch)
-            if loop.errors:
-                error = loop.errors[0]
-                loop.errors.clear()
-                raise error
-            if not loop.crashed:
-                return
-            # The dead worker's leases lapse and a new worker (a new id) takes over from
-            # the last checkpoints, as after a real crash.
-            for run_id in loop.crashed:
-                await self._db.expire_lease(run_id, loop.worker_id)
-            loop.crashed.clear()
-            loop.worker_id = new_worker_id()
+            total += await loop.drain(self._claim, self.batch)
+            if not await self._after_batch():
+                return total
+
+    async def _run_batch(self) -> None:
+        """Claim one batch of what is due now and execute it: ``drain`` without the claim
+        that finds nothing left (the next stop's statement tells whether anything is)."""
+        loop = self.loop
+        claimed = await loop.claim(self._claim, self.batch)
+        async with anyio.create_task_group() as group:
+            for row, lease in claimed:
+                group.start_soon(loop._execute_one, row, lease)
+        await self._after_batch()
+
+    async def _after_batch(self) -> bool:
+        """Raise what a batch's runs met; True if runs crashed and should be taken over."""
+        loop = self.loop
+        if loop.errors:
+            error = loop.errors[0]
+            loop.errors.clear()
+            raise error
+        if not loop.crashed:
+            return False
+        # The dead worker's leases lapse and a new worker (a new id) takes over from the
+        # last checkpoints, as after a real crash.
+        for run_id in loop.crashed:
+            await self._db.expire_lease(run_id, loop.worker_id)
+        loop.crashed.clear()
+        loop.worker_id = new_worker_id()
+        return True
 
     async def settle(self) -> None:
         """Fire the schedules due and execute everything due at the current time."""
@@ -196,9 +215,9 @@ class TestWorker:
     async def advance_to(self, when: datetime) -> None:
         """Run what is due now, then jump from wake-up to wake-up up to ``when``.
 
-        One statement finds each stop and the schedules due there, which are fired from
-        what it read; only when another process changed one of them meanwhile are the
-        due schedules read again.
+        One statement per stop says whether anything is left to run at the current time
+        and finds the next stop with the schedules due there, which are fired from what
+        it read (read again only if another process changed one of them meanwhile).
         """
         self.raise_error()
         async with self.lock():
@@ -206,7 +225,7 @@ class TestWorker:
             await self.drain()
             while True:
                 live = self.scheduler.live()
-                due, rows = await self._db.next_stop(
+                stop = await self._db.next_stop(
                     self.clock.now(),
                     when,
                     self.queue_list(),
@@ -214,12 +233,15 @@ class TestWorker:
                     list(live),
                     SCHEDULE_BATCH,
                 )
-                if due is None:
+                # (A claim that finds nothing after all must not make this loop spin.)
+                if stop.runnable_now and await self.drain():
+                    continue
+                if stop.at is None:
                     break
-                self.clock.set(due)
+                self.clock.set(stop.at)
                 # Schedules first: their runs then execute with the runs woken now.
-                _, current = await self.scheduler.fire(rows, live)
-                if not current or len(rows) == SCHEDULE_BATCH:
+                _, current = await self.scheduler.fire(stop.schedules, live)
+                if not current or len(stop.schedules) == SCHEDULE_BATCH:
                     await self.scheduler.fire_due()
-                await self.drain()
+                await self._run_batch()
             self.clock.set(when)
