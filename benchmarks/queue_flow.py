@@ -29,12 +29,11 @@ import argparse
 import asyncio
 import statistics
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
 
 import asyncpg
+import queues
 from _common import describe_server, dsn_argument, load_line, server_dsn, summary_ms
 from _worker_proc import quiet_logs, registry, three_steps
 from latency import COUNT_ENGINE, drain, worker_processes
@@ -42,7 +41,7 @@ from latency import COUNT_ENGINE, drain, worker_processes
 from forgeflow import Forgeflow, Queue
 from forgeflow._store import Store
 
-KEYS = 1000
+KEYS = queues.KEYS
 PLAIN = Queue("bench_flow_plain")
 CONCURRENCY = Queue("bench_flow_conc", concurrency=50)
 ALL = Queue("bench_flow_all", concurrency=50, key_concurrency=1, rate="1000000/min")
@@ -66,29 +65,14 @@ async def prepare(dsn: str, backlog: int) -> None:
 
 async def fill(store: Store, backlog: int) -> None:
     """``prepare`` on an open store."""
-    queues = {q.name: q for q in THROUGHPUT_QUEUES.values()}
-    await store.pool.execute(
-        "DELETE FROM forgeflow.workflow_runs WHERE queue = ANY($1::text[])", list(queues)
+    await queues.fill(
+        store,
+        backlog,
+        tuple(THROUGHPUT_QUEUES.values()),
+        tuple(LATENCY_QUEUES.values()),
+        (three_steps.name, three_steps.version),
+        "1",
     )
-    for queue in queues.values():
-        await store.declare_queue(
-            queue.name,
-            queue.concurrency,
-            queue.key_concurrency,
-            queue.rate_limit,
-            queue.rate_period,
-        )
-    now = datetime.now(UTC)
-    for queue in LATENCY_QUEUES.values():
-        for start in range(0, backlog, 5000):
-            batch = [
-                (str(uuid.uuid4()), "1", None, now, 0, f"key-{i % KEYS}")
-                for i in range(start, min(start + 5000, backlog))
-            ]
-            await store.insert_runs(
-                three_steps.name, three_steps.version, queue.name, now, 3600.0, batch
-            )
-    await store.pool.execute("ANALYZE forgeflow.workflow_runs")
 
 
 async def latency(ff: Forgeflow, dsn: str, runs: int) -> dict[str, list[float]]:

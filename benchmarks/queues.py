@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from _common import describe_server, dsn_argument, load_line, server_dsn, summary_ms
@@ -68,14 +69,22 @@ WHERE id = $1
 """
 
 
-async def fill(store: Store, runs: int) -> None:
-    """Empty the bench queues, declare them, and give each ``runs`` claimable runs."""
-    names = [q.name for q in QUEUES.values()]
+async def fill(
+    store: Store,
+    runs: int,
+    queues: Sequence[Queue] = tuple(QUEUES.values()),
+    filled: Sequence[Queue] | None = None,
+    workflow: tuple[str, int] = WORKFLOW,
+    input_json: str = "{}",
+) -> None:
+    """Empty ``queues``, declare them, and give each of ``filled`` (default: all of them)
+    ``runs`` claimable runs of ``workflow`` over ``KEYS`` keys."""
     await store.pool.execute(
-        "DELETE FROM forgeflow.workflow_runs WHERE queue = ANY($1::text[])", names
+        "DELETE FROM forgeflow.workflow_runs WHERE queue = ANY($1::text[])",
+        [q.name for q in queues],
     )
     now = datetime.now(UTC)
-    for queue in QUEUES.values():
+    for queue in queues:
         await store.declare_queue(
             queue.name,
             queue.concurrency,
@@ -83,12 +92,13 @@ async def fill(store: Store, runs: int) -> None:
             queue.rate_limit,
             queue.rate_period,
         )
+    for queue in queues if filled is None else filled:
         for start in range(0, runs, 5000):
             batch = [
-                (str(uuid.uuid4()), "{}", None, now, 0, f"key-{i % KEYS}")
+                (str(uuid.uuid4()), input_json, None, now, 0, f"key-{i % KEYS}")
                 for i in range(start, min(start + 5000, runs))
             ]
-            await store.insert_runs(WORKFLOW[0], WORKFLOW[1], queue.name, now, 3600.0, batch)
+            await store.insert_runs(*workflow, queue.name, now, 3600.0, batch)
     await store.pool.execute("ANALYZE forgeflow.workflow_runs")
 
 

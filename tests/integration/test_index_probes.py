@@ -87,6 +87,26 @@ async def explain(conn: asyncpg.Connection, name: str, *args: Any) -> dict[str, 
     return plan
 
 
+async def explain_generic(
+    conn: asyncpg.Connection, name: str, types: str, values: str
+) -> dict[str, Any]:
+    """The executed plan of statement ``name`` as its reused generic plan runs it (the
+    plan a worker gets once PostgreSQL stops planning the statement at each execution);
+    ``values`` are its arguments as SQL literals."""
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE generic_{name} ({types}) AS {Q[name]}")
+        raw = await conn.fetchval(
+            f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE generic_{name} ({values})"
+        )
+    finally:
+        await tr.rollback()
+    plan: dict[str, Any] = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    return plan
+
+
 def assert_bounded(name: str, plan: dict[str, Any]) -> None:
     runs = [n for n in nodes(plan) if n.get("Relation Name") == "workflow_runs"]
     scans = {n["Node Type"] for n in runs}
@@ -125,6 +145,12 @@ async def test_worker_queries_are_bounded_among_a_million_waiting_runs(
     assert_bounded("claim_runs", plan)
     plan = await explain(crowded, "claim_limited_runs", NOW, ["limited"], KEYS, 10, "w2", 30.0)
     assert_bounded("claim_limited_runs", plan)
+    # The limited claim is written so that PostgreSQL reuses its generic plan: that plan
+    # must be as bounded as the one made for the values at hand.
+    types = "timestamptz, text[], text[], int, text, float8"
+    values = f"'{NOW.isoformat()}', '{{limited}}', '{{{','.join(KEYS)}}}', 10, 'w2', 30.0"
+    plan = await explain_generic(crowded, "claim_limited_runs", types, values)
+    assert_bounded("claim_limited_runs (generic plan)", plan)
 
     plan = await explain(crowded, "heartbeat", "w", ["due-default-1", "due-default-2"], 30.0)
     assert_bounded("heartbeat", plan)
