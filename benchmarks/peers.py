@@ -54,7 +54,11 @@ except ImportError:  # pragma: no cover - depends on the install
 FAST_POLL = 0.05  # seconds; DBOS's default is 1.0 for a queue and for get_result
 LAT_QUEUE, TP_QUEUE = "peers_lat", "peers_tp"
 TP_RUNS, TP_STEPS = 100, 10
-Sampler = Callable[[], Awaitable[float]]
+FLOOR_INSERT = (
+    "INSERT INTO forgeflow_bench.step_floor (run, name, result) VALUES ($1, $2, $3::jsonb)"
+)
+Sample = tuple[float, float]  # seconds of wall time, seconds of this process's CPU
+Sampler = Callable[[], Awaitable[Sample]]
 
 registry = Registry()
 
@@ -123,22 +127,34 @@ async def dbos_launched(dsn: str) -> AsyncIterator[dict[str, Queue]]:
         DBOS.destroy()
 
 
-async def timed(work: Awaitable[object], expected: object) -> float:
-    """Seconds ``work`` took; its result checked."""
-    start = time.perf_counter()
+async def commits(db: asyncpg.Connection | asyncpg.Pool, run: str, n: int) -> None:
+    """``n`` single-row INSERT commits: the least ``n`` durable steps can cost."""
+    for i in range(n):
+        await db.execute(FLOOR_INSERT, run, f"s#{i}", str(i))
+
+
+async def timed(work: Awaitable[object], expected: object) -> Sample:
+    """Wall and CPU seconds ``work`` took (CPU of all this process's threads); its result
+    checked."""
+    wall, cpu = time.perf_counter(), time.process_time()
     out = await work
-    elapsed = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert out == expected, (out, expected)
-    return elapsed
+    return wall, cpu
+
+
+def medians(values: list[Sample]) -> Sample:
+    """The median wall time and the median CPU time of ``values``."""
+    return statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
 
 
 async def interleave(
     setups: Mapping[str, Sampler], rounds: int, blocks: Mapping[str, int] | None = None
-) -> dict[str, list[float]]:
+) -> dict[str, list[Sample]]:
     """Samples of each set-up, taking turns in blocks after one warm-up sample each."""
     for sample in setups.values():
         await sample()
-    samples: dict[str, list[float]] = {name: [] for name in setups}
+    samples: dict[str, list[Sample]] = {name: [] for name in setups}
     for _ in range(rounds):
         for name, sample in setups.items():
             for _ in range((blocks or {}).get(name, 1)):
@@ -155,18 +171,23 @@ def heading(title: str) -> None:
 
 
 async def per_step(ff: Forgeflow, dsn: str, n: int, rounds: int) -> None:
+    conn = await asyncpg.connect(dsn)
     setups: dict[str, Sampler] = {
-        "floor: one INSERT commit per step": lambda: insert_commits(dsn, n),
+        "floor: one INSERT commit per step": lambda: timed(commits(conn, "r", n), None),
         "forgeflow: ctx.step (ff.run)": lambda: timed(ff.run(ff_steps, n), expect(n)),
         "DBOS: @DBOS.step (workflow called)": lambda: timed(dbos_steps(n), expect(n)),
     }
     heading(f"Per step: a {n}-step workflow, {rounds} rounds")
-    samples = await interleave(setups, rounds)
-    print(f"{'':52}  best ms   median ms   x floor")
-    base = statistics.median(samples[next(iter(setups))])
+    try:
+        samples = await interleave(setups, rounds)
+    finally:
+        await conn.close()
+    print(f"{'':52}  best ms   median ms   x floor   CPU ms")
+    base = medians(samples[next(iter(setups))])[0]
     for name, values in samples.items():
-        best, median = min(values) * 1000 / n, statistics.median(values) * 1000 / n
-        print(f"{name:52}{best:9.3f}{median:12.3f}{statistics.median(values) / base:9.2f}x")
+        (median, cpu), best = medians(values), min(v[0] for v in values)
+        ms = 1000 / n
+        print(f"{name:52}{best * ms:9.3f}{median * ms:12.3f}{median / base:9.2f}x{cpu * ms:9.3f}")
     print(load_line())
 
 
@@ -213,11 +234,12 @@ async def latency(
     ):
         blocks = dict.fromkeys(setups, block) | {default: 1}
         samples = await interleave(setups, max(1, runs // block), blocks)
-    print(f"{'':52}   p50 ms    p95 ms   mean ms  p50 x raw")
-    base = summary_ms(samples[next(iter(setups))])[0]
+    print(f"{'':52}   p50 ms    p95 ms   mean ms  p50 x raw   CPU ms")
+    base = summary_ms([v[0] for v in samples[next(iter(setups))]])[0]
     for name, values in samples.items():
-        p50, p95, mean = summary_ms(values)
-        print(f"{name:52}{p50:9.2f}{p95:10.2f}{mean:10.2f}{p50 / base:10.2f}x")
+        p50, p95, mean = summary_ms([v[0] for v in values])
+        cpu = medians(values)[1] * 1000
+        print(f"{name:52}{p50:9.2f}{p95:10.2f}{mean:10.2f}{p50 / base:10.2f}x{cpu:9.2f}")
     print(load_line())
 
 
@@ -229,17 +251,7 @@ async def throughput(ff: Forgeflow, dsn: str, queues: dict[str, Queue], rounds: 
     pool = await asyncpg.create_pool(dsn, min_size=20, max_size=20)
 
     async def floor() -> None:
-        async def task(k: int) -> None:
-            for i in range(TP_STEPS):
-                await pool.execute(
-                    "INSERT INTO forgeflow_bench.step_floor (run, name, result) "
-                    "VALUES ($1, $2, $3::jsonb)",
-                    f"tp{k}",
-                    f"s#{i}",
-                    str(i),
-                )
-
-        await asyncio.gather(*(task(k) for k in range(TP_RUNS)))
+        await asyncio.gather(*(commits(pool, f"tp{k}", TP_STEPS) for k in range(TP_RUNS)))
 
     async def ff_worker() -> list[int]:
         starts = (ff.start(ff_steps, TP_STEPS, queue=TP_QUEUE) for _ in range(TP_RUNS))
@@ -274,11 +286,12 @@ async def throughput(ff: Forgeflow, dsn: str, queues: dict[str, Queue], rounds: 
             samples = await interleave(setups, rounds)
     finally:
         await pool.close()
-    print(f"{'':52}best steps/s  median steps/s  x floor")
-    base = total / statistics.median(samples[next(iter(setups))])
+    print(f"{'':52}best steps/s  median steps/s  x floor  CPU ms/step")
+    base = total / medians(samples[next(iter(setups))])[0]
     for name, values in samples.items():
-        best, median = total / min(values), total / statistics.median(values)
-        print(f"{name:52}{best:12.0f}{median:16.0f}{median / base:8.2f}x")
+        (wall, cpu), best = medians(values), total / min(v[0] for v in values)
+        median = total / wall
+        print(f"{name:52}{best:12.0f}{median:16.0f}{median / base:8.2f}x{cpu * 1000 / total:13.3f}")
     print(load_line())
 
 
