@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -108,18 +109,18 @@ async def dbos_launched(dsn: str) -> AsyncIterator[dict[str, Queue]]:
     DBOS(
         config={
             "name": "forgeflow_peers",
+            "application_version": "forgeflow-peers",  # one version across runs
             "system_database_url": dbos_system_url(dsn),
             "log_level": "WARNING",
         }
     )
     DBOS.launch()
+    register = functools.partial(DBOS.register_queue_async, on_conflict="always_update")
     try:
         yield {
-            "fast": await DBOS.register_queue_async(
-                "peers_lat_fast", polling_interval_sec=FAST_POLL
-            ),
-            "default": await DBOS.register_queue_async("peers_lat_default"),
-            "tp": await DBOS.register_queue_async(
+            "fast": await register("peers_lat_fast", polling_interval_sec=FAST_POLL),
+            "default": await register("peers_lat_default"),
+            "tp": await register(
                 "peers_tp", worker_concurrency=TP_RUNS, polling_interval_sec=FAST_POLL
             ),
         }
