@@ -172,6 +172,7 @@ def heading(title: str) -> None:
 
 
 async def per_step(ff: Forgeflow, dsn: str, n: int, rounds: int) -> None:
+    """Scenario 1: ms per step of an ``n``-step workflow run in this process."""
     conn = await asyncpg.connect(dsn)
     setups: dict[str, Sampler] = {
         "floor: one INSERT commit per step": lambda: timed(commits(conn, "r", n), None),
@@ -198,6 +199,8 @@ async def per_step(ff: Forgeflow, dsn: str, n: int, rounds: int) -> None:
 async def latency(
     ff: Forgeflow, raw: RawClient, dsn: str, queues: dict[str, Queue], runs: int
 ) -> None:
+    """Scenario 2: start -> result of one 3-step run at a time."""
+
     async def dbos_queued(queue: Queue, poll: float | None) -> int:
         handle = await queue.enqueue_async(dbos_steps, 3)
         if poll is None:
@@ -248,6 +251,7 @@ async def latency(
 
 
 async def throughput(ff: Forgeflow, dsn: str, queues: dict[str, Queue], rounds: int) -> None:
+    """Scenario 3: steps/s of 100 runs x 10 steps started at once, concurrency 100."""
     total = TP_RUNS * TP_STEPS
     pool = await asyncpg.create_pool(dsn, min_size=20, max_size=20)
 
