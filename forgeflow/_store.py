@@ -19,6 +19,7 @@ import anyio
 import asyncpg
 import structlog
 
+from ._batching import CheckpointBatcher, Entry
 from ._journal import Checkpoint
 from ._migrations import apply_migrations
 from ._signals import EngineFault
@@ -90,16 +91,32 @@ class Store:
     bookkeeping during a run is never the workflow's failure.
     """
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, db: Any = None, engine: bool = False) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        db: Any = None,
+        engine: bool = False,
+        batcher: CheckpointBatcher | None = None,
+    ) -> None:
         self.pool = pool
         self.dsn = dsn
         # What statements run on: the pool, or one connection held by an executing run.
         self._db: Any = pool if db is None else db
         self._engine = engine
+        # Shared by every store bound from this one: their runs' checkpoints are combined.
+        self._batcher = batcher
 
     def bind(self, conn: Any, *, engine: bool = True) -> Store:
         """A store whose statements all run on ``conn`` (the pool or one connection)."""
-        return Store(self.pool, self.dsn, conn, engine)
+        return Store(self.pool, self.dsn, conn, engine, self._batcher)
+
+    def batching(self) -> Store:
+        """This store, with the checkpoints of the runs executed through it (and through
+        every store bound from it) combined into shared statements (see ``_batching``)."""
+        sender = self.bind(self.pool)
+        batcher = CheckpointBatcher(sender.write_checkpoints, sender.write_checkpoint)
+        return Store(self.pool, self.dsn, self._db, self._engine, batcher)
 
     @property
     def closing(self) -> bool:
@@ -468,7 +485,19 @@ class Store:
     async def checkpoint_step(
         self, run_id: str, worker: str, checkpoint: Checkpoint
     ) -> bool | None:
-        """Write a checkpoint if ``worker`` holds the lease: cancel_requested, or None if not."""
+        """Write a checkpoint if ``worker`` holds the lease: cancel_requested, or None if not.
+
+        Durable when it returns; combined with other runs' checkpoints into one statement
+        when this store batches and a write is already in flight.
+        """
+        if self._batcher is None:
+            return await self.write_checkpoint(run_id, worker, checkpoint)
+        return await self._batcher.write(run_id, worker, checkpoint, self.write_checkpoint)
+
+    async def write_checkpoint(
+        self, run_id: str, worker: str, checkpoint: Checkpoint
+    ) -> bool | None:
+        """``checkpoint_step`` as a statement of its own, never batched."""
         c = checkpoint
         value: bool | None = await self._fetchval(
             "checkpoint_step",
@@ -486,6 +515,27 @@ class Store:
             c.input,
         )
         return value
+
+    async def write_checkpoints(self, entries: Sequence[Entry]) -> dict[str, bool]:
+        """Write many runs' checkpoints in one statement, each under its own run's lease:
+        cancel_requested by run id, for the runs whose lease held."""
+        cs = [e.checkpoint for e in entries]
+        rows = await self._fetch(
+            "checkpoint_steps",
+            [e.run_id for e in entries],
+            [e.worker for e in entries],
+            [c.name for c in cs],
+            [c.kind for c in cs],
+            [c.status.value for c in cs],
+            [c.result for c in cs],
+            [c.result_type for c in cs],
+            [c.error for c in cs],
+            [c.attempts for c in cs],
+            [c.started_at for c in cs],
+            [c.completed_at for c in cs],
+            [c.input for c in cs],
+        )
+        return {r["id"]: r["cancel_requested"] for r in rows}
 
     async def mark_compensated(
         self, run_id: str, worker: str, step: str, at: datetime, error: str | None

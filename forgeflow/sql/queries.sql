@@ -179,6 +179,54 @@ SELECT cancel_requested,
        CASE WHEN watched_until > now() THEN pg_notify('forgeflow_step', $1) END
 FROM run;
 
+-- name: checkpoint_steps
+-- checkpoint_step for many runs at once (the checkpoints a worker's runs reached while
+-- its previous write was in flight): one statement, one commit. Each row is written only
+-- if its own run's lease is held, so a refused lease refuses that run's rows alone; the
+-- rows are otherwise treated exactly as checkpoint_step treats its one row. The
+-- statement never holds two rows of one step (the batcher sends those in turn).
+-- Returns one row per run whose lease held: its id and cancel_requested.
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::text[], $9::int[],
+                         $10::timestamptz[], $11::timestamptz[], $12::text[])
+        AS g(run_id, worker, name, kind, status, result, result_type, error, attempts,
+             started_at, completed_at, input)
+), run AS (
+    SELECT r.id, r.cancel_requested, r.watched_until, r.executions
+    FROM forgeflow.workflow_runs r
+    JOIN (SELECT DISTINCT run_id, worker FROM given) w
+      ON r.id = w.run_id AND r.lease_owner = w.worker
+    WHERE r.lease_expires_at > now()
+    ORDER BY r.id
+    FOR KEY SHARE OF r
+), saved AS (
+    INSERT INTO forgeflow.workflow_steps AS s
+        (run_id, name, kind, status, result, result_type, error, attempts, started_at,
+         completed_at, input, execution)
+    SELECT g.run_id, g.name, g.kind, g.status, g.result::jsonb, g.result_type,
+           g.error::jsonb, g.attempts, g.started_at, g.completed_at, g.input::jsonb,
+           CASE WHEN g.status = 'running' AND g.error IS NULL THEN NULL
+                ELSE run.executions END
+    FROM given g JOIN run ON run.id = g.run_id
+    ON CONFLICT (run_id, name) DO UPDATE
+    SET kind = excluded.kind, status = excluded.status, result = excluded.result,
+        execution = coalesce(excluded.execution, s.execution),
+        input = coalesce(excluded.input, s.input),
+        result_type = excluded.result_type,
+        error = CASE WHEN excluded.status = 'running' THEN coalesce(excluded.error, s.error)
+                     ELSE excluded.error END,
+        attempts = excluded.attempts,
+        started_at = coalesce(s.started_at, excluded.started_at),
+        completed_at = excluded.completed_at
+    WHERE excluded.status <> 'running'
+       OR (s.status NOT IN ('completed', 'compensated')
+           AND (excluded.error IS NOT NULL OR s.status = 'running'))
+)
+SELECT id, cancel_requested,
+       CASE WHEN watched_until > now() THEN pg_notify('forgeflow_step', id) END
+FROM run;
+
 -- name: mark_compensated
 WITH run AS (
     SELECT executions FROM forgeflow.workflow_runs
