@@ -289,7 +289,7 @@ async def hold_a_batch(
         await conn.execute("SELECT 1 FROM forgeflow.workflow_runs WHERE id = $1 FOR UPDATE", run_id)
         lock_pid = conn.get_server_pid()
 
-        async def check() -> list[int | None]:
+        async def check(lock_pid: int = lock_pid) -> list[int | None]:
             return [r[0] for r in await ff.pool.fetch(blocked, lock_pid)]
 
         batch = (await wait_for(check, what="a checkpoint waiting for the lock"))[0]
