@@ -9,6 +9,7 @@ executing runs. It knows nothing of workflows, contexts or workers.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -519,22 +520,7 @@ class Store:
     async def write_checkpoints(self, entries: Sequence[Entry]) -> dict[str, bool]:
         """Write many runs' checkpoints in one statement, each under its own run's lease:
         cancel_requested by run id, for the runs whose lease held."""
-        cs = [e.checkpoint for e in entries]
-        rows = await self._fetch(
-            "checkpoint_steps",
-            [e.run_id for e in entries],
-            [e.worker for e in entries],
-            [c.name for c in cs],
-            [c.kind for c in cs],
-            [c.status.value for c in cs],
-            [c.result for c in cs],
-            [c.result_type for c in cs],
-            [c.error for c in cs],
-            [c.attempts for c in cs],
-            [c.started_at for c in cs],
-            [c.completed_at for c in cs],
-            [c.input for c in cs],
-        )
+        rows = await self._fetch("checkpoint_steps", json.dumps([_row(e) for e in entries]))
         return {r["id"]: r["cancel_requested"] for r in rows}
 
     async def mark_compensated(
@@ -1039,6 +1025,25 @@ def is_conflict(exc: BaseException) -> bool:
         cause = current.cause if isinstance(current, EngineFault) else current.__cause__
         current = cause
     return False
+
+
+def _row(entry: Entry) -> list[Any]:
+    """One row of checkpoint_steps' JSON parameter (times in ISO form: exact to the µs)."""
+    c = entry.checkpoint
+    return [
+        entry.run_id,
+        entry.worker,
+        c.name,
+        c.kind,
+        c.status.value,
+        c.result,
+        c.result_type,
+        c.error,
+        c.attempts,
+        None if c.started_at is None else c.started_at.isoformat(),
+        None if c.completed_at is None else c.completed_at.isoformat(),
+        c.input,
+    ]
 
 
 async def _roll_back(conn: Any, tr: Any) -> BaseException | None:

@@ -183,15 +183,17 @@ FROM run;
 -- checkpoint_step for many runs at once (the checkpoints a worker's runs reached while
 -- its previous write was in flight): one statement, one commit. Each row is written only
 -- if its own run's lease is held, so a refused lease refuses that run's rows alone; the
--- rows are otherwise treated exactly as checkpoint_step treats its one row. The
--- statement never holds two rows of one step (the batcher sends those in turn).
+-- rows are otherwise treated exactly as checkpoint_step treats its one row. $1 is a JSON
+-- array of rows, each an array in the order of `given` below (JSON texts as strings):
+-- one parameter the client encodes in one call, where twelve arrays cost it per element.
+-- The statement never holds two rows of one step (the batcher sends those in turn).
 -- Returns one row per run whose lease held: its id and cancel_requested.
 WITH given AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::int[],
-                         $10::timestamptz[], $11::timestamptz[], $12::text[])
-        AS g(run_id, worker, name, kind, status, result, result_type, error, attempts,
-             started_at, completed_at, input)
+    SELECT e->>0 AS run_id, e->>1 AS worker, e->>2 AS name, e->>3 AS kind,
+           e->>4 AS status, e->>5 AS result, e->>6 AS result_type, e->>7 AS error,
+           (e->>8)::int AS attempts, (e->>9)::timestamptz AS started_at,
+           (e->>10)::timestamptz AS completed_at, e->>11 AS input
+    FROM jsonb_array_elements($1::jsonb) AS e
 ), run AS (
     SELECT r.id, r.cancel_requested, r.watched_until, r.executions
     FROM forgeflow.workflow_runs r

@@ -9,6 +9,7 @@ are counted at the store layer, by name and rows.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,7 +42,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Statements:
         if name == "checkpoint_step":
             sent.append((name, 1))
         elif name == "checkpoint_steps":
-            sent.append((name, len(args[0])))
+            sent.append((name, len(json.loads(args[0]))))
         return await original(self, method, name, *args)
 
     monkeypatch.setattr(Store, "_call", counted)
