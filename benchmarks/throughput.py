@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import io
 import pstats
 import statistics
 import time
@@ -116,69 +115,88 @@ async def floor_round(pool: asyncpg.Pool, tasks: int, commits: int) -> tuple[flo
     return tasks * commits / elapsed, cpu / (tasks * commits) * 1e6
 
 
+def _area(file: str, name: str) -> str:
+    """Which part of the stack a profiled function belongs to."""
+    if file == "~":  # a built-in: the socket and selector calls are system calls
+        return (
+            "system calls"
+            if name.startswith(("<method 'send'", "<method 'recv'", "<method 'poll'"))
+            else "built-ins"
+        )
+    for area in ("forgeflow", "asyncpg", "anyio", "structlog", "pydantic", "asyncio", "uvloop"):
+        if f"/{area}/" in file:
+            return area
+    return "other Python"
+
+
 def print_profile(prof: cProfile.Profile, steps: int) -> None:
-    """The functions where the engine rounds spent their CPU, in µs per step."""
-    stats = pstats.Stats(prof)
-    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
-    print(f"\nProfile of the engine rounds: {total / steps * 1e6:.1f} µs of CPU per step")
-    print("(cProfile's own overhead included; the shares are what matters)")
-    print(f"{'own µs/step':>12}{'cum µs/step':>13}{'share':>8}  function")
-    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
-    for (file, line, name), (_cc, _nc, tt, ct, _callers) in rows[:30]:
-        where = f"{file.rsplit('/', 2)[-2:]!s}" if "/" in file else file
-        print(f"{tt / steps * 1e6:12.2f}{ct / steps * 1e6:13.2f}{tt / total:8.1%}  {name} {where}:{line}")
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
-    print("\nBy cumulative time:")
-    print(out.getvalue().split("\n", 6)[-1])
+    """Where the engine rounds spent their CPU, in µs per step: by area, then by function."""
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in stats.values())
+    print(f"\nCPU profile of the engine rounds: {total / steps * 1e6:.1f} µs per step")
+    print("(cProfile's own overhead included: read the shares)")
+    areas: dict[str, float] = {}
+    for (file, _line, name), (_cc, _nc, tt, _ct, _callers) in stats.items():
+        area = _area(file, name)
+        areas[area] = areas.get(area, 0.0) + tt
+    for area, tt in sorted(areas.items(), key=lambda kv: kv[1], reverse=True):
+        print(f"  {area:16}{tt / steps * 1e6:8.1f} µs/step{tt / total:8.1%}")
+    print(f"\n{'own µs/step':>12}{'cum µs/step':>13}{'share':>8}  function")
+    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)
+    for (file, line, name), (_cc, _nc, tt, ct, _callers) in rows[:25]:
+        where = "/".join(file.rsplit("/", 2)[-2:])
+        own, cum = tt / steps * 1e6, ct / steps * 1e6
+        print(f"{own:12.2f}{cum:13.2f}{tt / total:8.1%}  {name} {where}:{line}")
 
 
-async def main(args: argparse.Namespace) -> None:
-    quiet_logs()
+Rows = list[tuple[float, float]]
+
+
+async def session(args: argparse.Namespace, rounds: int, prof: Any) -> tuple[Rows, Rows]:
+    """``rounds`` floor and engine rounds, alternating, on the running event loop."""
     dsn = await server_dsn(args.dsn)
-    print(f"server: {await describe_server(dsn)}")
-    print(f"event loop: {type(asyncio.get_running_loop()).__module__}")
-    print(load_line())
     listener = Listener()
-    # CPU time, not wall time: waiting for PostgreSQL is not where the CPU goes.
-    prof = cProfile.Profile(time.process_time) if args.profile else None
     pool = await asyncpg.create_pool(dsn, min_size=20, max_size=20)
     await pool.execute(
         "CREATE SCHEMA IF NOT EXISTS forgeflow_bench; "
         "CREATE TABLE IF NOT EXISTS forgeflow_bench.step_floor "
         "(id bigserial PRIMARY KEY, run text, name text, result jsonb)"
     )
-    engine: list[tuple[float, float]] = []
-    floor: list[tuple[float, float]] = []
+    engine: Rows = []
+    floor: Rows = []
     try:
         async with Forgeflow.connect(dsn, registry=registry, listeners=[listener]) as ff:
             await engine_round(ff, listener, 20, args.steps, args.concurrency, None)  # warm up
             await floor_round(pool, 20, args.steps)
-            for _ in range(args.rounds):
+            for _ in range(rounds):
                 floor.append(await floor_round(pool, args.runs, args.steps))
                 engine.append(
                     await engine_round(ff, listener, args.runs, args.steps, args.concurrency, prof)
                 )
     finally:
         await pool.close()
-    total = args.runs * args.steps
-    print(
-        f"\n{args.runs} runs x {args.steps} steps, concurrency {args.concurrency}, one worker; "
-        f"{args.rounds} rounds"
-    )
-    print(f"{'':40}{'best /s':>10}{'median /s':>11}{'CPU µs each':>13}")
-    for label, rows in (
-        ("floor: single-row commits, pool of 20", floor),
-        ("forgeflow: steps", engine),
-    ):
-        rates = [r for r, _ in rows]
-        cpu = statistics.median(c for _, c in rows)
-        print(f"{label:40}{max(rates):10.0f}{statistics.median(rates):11.0f}{cpu:13.1f}")
-    ratio = statistics.median(r for r, _ in engine) / statistics.median(r for r, _ in floor)
-    print(f"forgeflow / floor (medians): {ratio:.2f}x   (target: >= 10,000 steps/s)")
-    print(load_line())
-    if prof is not None:
-        print_profile(prof, total * args.rounds)
+    return floor, engine
+
+
+def print_rows(label: str, rows: Rows) -> None:
+    """One line of the table: best and median rate, median CPU per item."""
+    rates = [r for r, _ in rows]
+    cpu = statistics.median(c for _, c in rows)
+    print(f"{label:44}{max(rates):10.0f}{statistics.median(rates):11.0f}{cpu:13.1f}")
+
+
+async def describe(args: argparse.Namespace) -> None:
+    """The server line."""
+    print(f"server: {await describe_server(await server_dsn(args.dsn))}")
+
+
+def run(args: argparse.Namespace, loop: str, rounds: int, prof: Any) -> tuple[Rows, Rows]:
+    """``session`` on a fresh event loop of the kind named."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(session(args, rounds, prof))
+    return asyncio.run(session(args, rounds, prof))
 
 
 def cli() -> None:
@@ -189,14 +207,41 @@ def cli() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    parser.add_argument(
+        "--compare-loops", action="store_true", help="alternate asyncio and uvloop, round by round"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the engine rounds")
     args = parser.parse_args()
-    if args.uvloop:
-        import uvloop
-
-        uvloop.run(main(args))
+    quiet_logs()
+    asyncio.run(describe(args))
+    print(load_line())
+    # CPU time, not wall time: waiting for PostgreSQL is not where the CPU goes.
+    prof = cProfile.Profile(time.process_time) if args.profile else None
+    loops = (
+        ["asyncio", "uvloop"] if args.compare_loops else ["uvloop" if args.uvloop else "asyncio"]
+    )
+    results: dict[str, tuple[Rows, Rows]] = {loop: ([], []) for loop in loops}
+    if len(loops) == 1:
+        results[loops[0]] = run(args, loops[0], args.rounds, prof)
     else:
-        asyncio.run(main(args))
+        for _ in range(args.rounds):
+            for loop in loops:
+                floor, engine = run(args, loop, 1, prof)
+                results[loop][0].extend(floor)
+                results[loop][1].extend(engine)
+    print(
+        f"\n{args.runs} runs x {args.steps} steps, concurrency {args.concurrency}, one worker; "
+        f"{args.rounds} rounds"
+    )
+    print(f"{'':44}{'best /s':>10}{'median /s':>11}{'CPU µs each':>13}")
+    for loop, (floor, engine) in results.items():
+        print_rows(f"floor: single-row commits, pool of 20 ({loop})", floor)
+        print_rows(f"forgeflow: steps ({loop})", engine)
+        ratio = statistics.median(r for r, _ in engine) / statistics.median(r for r, _ in floor)
+        print(f"  forgeflow / floor (medians, {loop}): {ratio:.2f}x   (target: >= 10,000 steps/s)")
+    print(load_line())
+    if prof is not None:
+        print_profile(prof, args.runs * args.steps * args.rounds * len(loops))
 
 
 if __name__ == "__main__":

@@ -27,17 +27,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from ._journal import Checkpoint
 from ._signals import EngineFault
 from .errors import DatabaseError
 
-__all__ = ["CheckpointBatcher", "Entry", "SendMany", "SendOne"]
+__all__ = ["CheckpointEntry", "Combiner", "FinishEntry"]
 
 
-class Entry(NamedTuple):
+class CheckpointEntry(NamedTuple):
     """One checkpoint to write: the run, the worker that must hold its lease, the row."""
 
     run_id: str
@@ -45,50 +46,72 @@ class Entry(NamedTuple):
     checkpoint: Checkpoint
 
 
-#: Writes one checkpoint: the run's cancel_requested, or None if the lease was refused.
-SendOne = Callable[[str, str, Checkpoint], Awaitable[bool | None]]
-#: Writes many in one statement: cancel_requested of each run whose lease held.
-SendMany = Callable[[Sequence[Entry]], Awaitable[Mapping[str, bool]]]
+class FinishEntry(NamedTuple):
+    """One run to end: the run, the worker that must hold its lease, how it ended."""
+
+    run_id: str
+    worker: str
+    status: str
+    output: str | None
+    error: str | None
+    reason: str | None
+    at: datetime
 
 
-class _Queued(NamedTuple):
-    entry: Entry
-    future: asyncio.Future[bool | None]
+E = TypeVar("E", CheckpointEntry, FinishEntry)
+R = TypeVar("R")
 
 
-class CheckpointBatcher:
-    """Combines the checkpoints of concurrently executing runs into shared statements."""
+class _Queued(NamedTuple, Generic[E, R]):
+    entry: E
+    future: asyncio.Future[R | None]
 
-    #: The most rows one statement carries; the rest go in the next one.
+
+class Combiner(Generic[E, R]):
+    """Combines the writes of concurrently executing runs into shared statements.
+
+    ``send_many`` writes several entries in one statement and returns the result of each
+    run whose lease held, by run id; ``send_one`` writes one entry by itself (a result,
+    or None if the lease was refused). ``key`` names what one statement may not hold
+    twice (a step's row, a run's end).
+    """
+
+    #: The most entries one statement carries; the rest go in the next one.
     max_rows = 500
 
-    def __init__(self, send_many: SendMany, send_one: SendOne) -> None:
-        self._send_many = send_many
-        self._send_one = send_one
-        self._queue: deque[_Queued] = deque()
+    def __init__(
+        self,
+        send_many: Callable[[Sequence[E]], Awaitable[Mapping[str, R]]],
+        send_one: Callable[[E], Awaitable[R | None]],
+        key: Callable[[E], Hashable],
+        operation: str,
+    ) -> None:
+        self._send_many: Callable[[Sequence[E]], Awaitable[Mapping[str, R]]] = send_many
+        self._send_one: Callable[[E], Awaitable[R | None]] = send_one
+        self._key: Callable[[E], Hashable] = key
+        self._operation = operation
+        self._queue: deque[_Queued[E, R]] = deque()
         self._busy = False
         self._task: asyncio.Task[None] | None = None
 
     @property
     def queued(self) -> int:
-        """How many checkpoints wait for the write in flight to return."""
+        """How many writes wait for the one in flight to return."""
         return len(self._queue)
 
-    async def write(
-        self, run_id: str, worker: str, checkpoint: Checkpoint, alone: SendOne
-    ) -> bool | None:
-        """Write one checkpoint, durably: cancel_requested, or None if the lease was refused.
+    async def write(self, entry: E, alone: Callable[[E], Awaitable[R | None]]) -> R | None:
+        """Write ``entry`` durably; its result, or None if its run's lease was refused.
 
         ``alone`` sends it by itself when nothing is in flight (the caller's own store).
         """
         if not self._busy:
             self._busy = True
             try:
-                return await alone(run_id, worker, checkpoint)
+                return await alone(entry)
             finally:
                 self._next()
-        future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Queued(Entry(run_id, worker, checkpoint), future))
+        future: asyncio.Future[R | None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Queued(entry, future))
         return await future
 
     def _next(self) -> None:
@@ -99,7 +122,7 @@ class CheckpointBatcher:
             self._busy = False
 
     async def _drain(self) -> None:
-        batch: list[_Queued] = []
+        batch: list[_Queued[E, R]] = []
         try:
             while self._queue:
                 batch = self._take()
@@ -109,70 +132,69 @@ class CheckpointBatcher:
                     await self._together(batch)
         except BaseException as exc:  # cancelled with the event loop: fail the waiting
             for queued in (*batch, *self._queue):
-                _fail(queued.future, exc)
+                self._fail(queued.future, exc)
             self._queue.clear()
             raise
         finally:
             self._busy = False
             self._task = None
 
-    def _take(self) -> list[_Queued]:
-        """The next statement's rows: in order, at most one per step, none abandoned."""
-        batch: list[_Queued] = []
-        later: list[_Queued] = []
-        steps: set[tuple[str, str]] = set()
+    def _take(self) -> list[_Queued[E, R]]:
+        """The next statement's entries: in order, none twice, none abandoned."""
+        batch: list[_Queued[E, R]] = []
+        later: list[_Queued[E, R]] = []
+        keys: set[Hashable] = set()
         while self._queue and len(batch) < self.max_rows:
             queued = self._queue.popleft()
             if queued.future.done():
                 continue  # its run stopped waiting: nothing unacknowledged is written
-            key = (queued.entry.run_id, queued.entry.checkpoint.name)
-            if key in steps:
-                # Two writes of one step (a 'running' marker and the step's own
+            key = self._key(queued.entry)
+            if key in keys:
+                # Two writes of one row (a 'running' marker and the step's own
                 # checkpoint): one statement cannot upsert a row twice, and the order
                 # of the two must hold, so the later one waits for the next statement.
                 later.append(queued)
                 continue
-            steps.add(key)
+            keys.add(key)
             batch.append(queued)
         self._queue.extendleft(reversed(later))
         return batch
 
-    async def _together(self, batch: list[_Queued]) -> None:
+    async def _together(self, batch: list[_Queued[E, R]]) -> None:
         try:
             held = await self._send_many([q.entry for q in batch])
         except DatabaseError:
-            # One row's data was refused: each run learns of its own row alone.
+            # One entry's data was refused: each run learns of its own entry alone.
             await self._one_by_one(batch)
             return
         except Exception as exc:
             for queued in batch:
-                _fail(queued.future, exc)
+                self._fail(queued.future, exc)
             return
         for queued in batch:
             if not queued.future.done():
                 queued.future.set_result(held.get(queued.entry.run_id))
 
-    async def _one_by_one(self, batch: list[_Queued]) -> None:
+    async def _one_by_one(self, batch: list[_Queued[E, R]]) -> None:
         for queued in batch:
             if queued.future.done():
                 continue
             try:
-                result = await self._send_one(*queued.entry)
+                result = await self._send_one(queued.entry)
             except (Exception, EngineFault) as exc:
-                _fail(queued.future, exc)
+                self._fail(queued.future, exc)
             else:
                 if not queued.future.done():
                     queued.future.set_result(result)
 
-
-def _fail(future: asyncio.Future[bool | None], exc: BaseException) -> None:
-    """Fail one waiting run with its own exception object (never one shared by many)."""
-    if future.done():
-        return
-    if isinstance(exc, DatabaseError):
-        error: BaseException = DatabaseError(exc.message)
-    elif isinstance(exc, EngineFault):
-        error = EngineFault(exc.operation, exc.cause)
-    else:
-        error = EngineFault("checkpoint_steps", exc)
-    future.set_exception(error)
+    def _fail(self, future: asyncio.Future[Any], exc: BaseException) -> None:
+        """Fail one waiting run with its own exception object (never one shared by many)."""
+        if future.done():
+            return
+        if isinstance(exc, DatabaseError):
+            error: BaseException = DatabaseError(exc.message)
+        elif isinstance(exc, EngineFault):
+            error = EngineFault(exc.operation, exc.cause)
+        else:
+            error = EngineFault(self._operation, exc)
+        future.set_exception(error)

@@ -20,7 +20,7 @@ import anyio
 import asyncpg
 import structlog
 
-from ._batching import CheckpointBatcher, Entry
+from ._batching import CheckpointEntry, Combiner, FinishEntry
 from ._journal import Checkpoint
 from ._migrations import apply_migrations
 from ._signals import EngineFault
@@ -98,7 +98,7 @@ class Store:
         dsn: str,
         db: Any = None,
         engine: bool = False,
-        batcher: CheckpointBatcher | None = None,
+        batching: _Batching | None = None,
     ) -> None:
         self.pool = pool
         self.dsn = dsn
@@ -106,18 +106,16 @@ class Store:
         self._db: Any = pool if db is None else db
         self._engine = engine
         # Shared by every store bound from this one: their runs' checkpoints are combined.
-        self._batcher = batcher
+        self._batching = batching
 
     def bind(self, conn: Any, *, engine: bool = True) -> Store:
         """A store whose statements all run on ``conn`` (the pool or one connection)."""
-        return Store(self.pool, self.dsn, conn, engine, self._batcher)
+        return Store(self.pool, self.dsn, conn, engine, self._batching)
 
     def batching(self) -> Store:
-        """This store, with the checkpoints of the runs executed through it (and through
-        every store bound from it) combined into shared statements (see ``_batching``)."""
-        sender = self.bind(self.pool)
-        batcher = CheckpointBatcher(sender.write_checkpoints, sender.write_checkpoint)
-        return Store(self.pool, self.dsn, self._db, self._engine, batcher)
+        """This store, with the checkpoints and ends of the runs executed through it (and
+        through every store bound from it) combined into shared statements."""
+        return Store(self.pool, self.dsn, self._db, self._engine, _Batching(self.bind(self.pool)))
 
     @property
     def closing(self) -> bool:
@@ -491,19 +489,18 @@ class Store:
         Durable when it returns; combined with other runs' checkpoints into one statement
         when this store batches and a write is already in flight.
         """
-        if self._batcher is None:
-            return await self.write_checkpoint(run_id, worker, checkpoint)
-        return await self._batcher.write(run_id, worker, checkpoint, self.write_checkpoint)
+        entry = CheckpointEntry(run_id, worker, checkpoint)
+        if self._batching is None:
+            return await self.write_checkpoint(entry)
+        return await self._batching.checkpoints.write(entry, self.write_checkpoint)
 
-    async def write_checkpoint(
-        self, run_id: str, worker: str, checkpoint: Checkpoint
-    ) -> bool | None:
-        """``checkpoint_step`` as a statement of its own, never batched."""
-        c = checkpoint
+    async def write_checkpoint(self, entry: CheckpointEntry) -> bool | None:
+        """``checkpoint_step`` as a statement of its own, never combined."""
+        c = entry.checkpoint
         value: bool | None = await self._fetchval(
             "checkpoint_step",
-            run_id,
-            worker,
+            entry.run_id,
+            entry.worker,
             c.name,
             c.kind,
             c.status.value,
@@ -517,7 +514,7 @@ class Store:
         )
         return value
 
-    async def write_checkpoints(self, entries: Sequence[Entry]) -> dict[str, bool]:
+    async def write_checkpoints(self, entries: Sequence[CheckpointEntry]) -> dict[str, bool]:
         """Write many runs' checkpoints in one statement, each under its own run's lease:
         cancel_requested by run id, for the runs whose lease held."""
         rows = await self._fetch("checkpoint_steps", json.dumps([_row(e) for e in entries]))
@@ -570,9 +567,27 @@ class Store:
         reason: str | None,
         now: datetime,
     ) -> bool:
-        """Write a terminal status and wake a waiting parent; False if the lease is gone."""
-        args = (run_id, worker, status, output_json, error_json, reason, now)
-        return await self._fetchrow("finish_run", *args) is not None
+        """Write a terminal status and wake a waiting parent; False if the lease is gone.
+
+        Combined with other runs' ends into one statement when this store batches and
+        an end is already being written.
+        """
+        entry = FinishEntry(run_id, worker, status, output_json, error_json, reason, now)
+        if self._batching is None:
+            return await self.write_finish(entry) is not None
+        return await self._batching.finishes.write(entry, self.write_finish) is not None
+
+    async def write_finish(self, entry: FinishEntry) -> bool | None:
+        """``finish_run`` as a statement of its own: True, or None if the lease is gone."""
+        row = await self._fetchrow("finish_run", *entry)
+        return None if row is None else True
+
+    async def write_finishes(self, entries: Sequence[FinishEntry]) -> dict[str, bool]:
+        """End many runs in one statement, each under its own run's lease: True by run id,
+        for the runs whose lease held."""
+        given = [[*e[:6], e.at.isoformat()] for e in entries]
+        rows = await self._fetch("finish_runs", json.dumps(given))
+        return {r["id"]: True for r in rows}
 
     async def request_cancel(
         self, run_id: str, now: datetime, *, include_run: bool = True
@@ -1027,7 +1042,23 @@ def is_conflict(exc: BaseException) -> bool:
     return False
 
 
-def _row(entry: Entry) -> list[Any]:
+class _Batching:
+    """The combiners an executing store's runs share (see ``_batching``); their
+    statements go on a pooled connection each time, through ``sender``."""
+
+    def __init__(self, sender: Store) -> None:
+        self.checkpoints: Combiner[CheckpointEntry, bool] = Combiner(
+            sender.write_checkpoints,
+            sender.write_checkpoint,
+            lambda e: (e.run_id, e.checkpoint.name),
+            "checkpoint_steps",
+        )
+        self.finishes: Combiner[FinishEntry, bool] = Combiner(
+            sender.write_finishes, sender.write_finish, lambda e: e.run_id, "finish_runs"
+        )
+
+
+def _row(entry: CheckpointEntry) -> list[Any]:
     """One row of checkpoint_steps' JSON parameter (times in ISO form: exact to the µs)."""
     c = entry.checkpoint
     return [

@@ -317,6 +317,45 @@ SELECT done.id,
        (SELECT count(pg_notify('forgeflow_wakeup', parent.queue)) FROM parent)
 FROM done;
 
+-- name: finish_runs
+-- finish_run for many runs at once (the runs of one worker that ended while its previous
+-- end was being written): one statement, one commit, each run ended only if its own lease
+-- is held. $1 is a JSON array of [id, worker, status, output, error, reason, at] (JSON
+-- texts as strings). Returns the id of each run ended.
+WITH given AS (
+    SELECT e->>0 AS id, e->>1 AS worker, e->>2 AS status, e->>3 AS output,
+           e->>4 AS error, e->>5 AS reason, (e->>6)::timestamptz AS at
+    FROM jsonb_array_elements($1::jsonb) AS e
+), done AS (
+    UPDATE forgeflow.workflow_runs r
+    SET status = g.status, output = g.output::jsonb, error = coalesce(g.error::jsonb, r.error),
+        end_reason = coalesce(g.reason, r.end_reason), completed_at = g.at,
+        runnable_at = NULL, lease_owner = NULL, lease_expires_at = NULL, wait = NULL,
+        updated_at = now()
+    FROM given g
+    WHERE r.id = g.id AND r.lease_owner = g.worker AND r.lease_expires_at > now()
+    RETURNING r.id, r.parent_run_id, g.at
+), parent AS (
+    -- Two children of one parent ending together wake it once.
+    UPDATE forgeflow.workflow_runs p
+    SET wake_requested = true,
+        runnable_at = CASE WHEN p.lease_owner IS NULL THEN done.at ELSE p.runnable_at END
+    FROM done
+    WHERE p.id = done.parent_run_id
+      AND p.status NOT IN ('completed', 'compensated', 'failed')
+    RETURNING p.queue
+), closed_hooks AS (
+    UPDATE forgeflow.hooks h SET status = 'expired', resolved_at = done.at
+    FROM done WHERE h.run_id = done.id AND h.status IN ('pending', 'active')
+), closed_waits AS (
+    UPDATE forgeflow.event_waits w SET status = 'expired'
+    FROM done WHERE w.run_id = done.id AND w.status = 'waiting'
+), woken AS (
+    SELECT count(pg_notify('forgeflow_wakeup', parent.queue)) FROM parent
+)
+SELECT done.id, pg_notify('forgeflow_run_changed', done.id), (SELECT * FROM woken)
+FROM done;
+
 -- name: request_cancel
 -- Marks the run ($3: itself too, or only its descendants, when something else ended it)
 -- and its non-detached descendants; idle ones become claimable now so a worker replays

@@ -32,16 +32,21 @@ OTHERS = 5
 Statements = list[tuple[str, int]]
 
 
+def of(statements: Statements, kind: str) -> Statements:
+    """The statements of one kind: "checkpoint" or "finish"."""
+    return [s for s in statements if s[0].startswith(kind)]
+
+
 @pytest.fixture
 def statements(monkeypatch: pytest.MonkeyPatch) -> Statements:
-    """(statement name, rows) of every checkpoint statement the store sends."""
+    """(statement name, rows) of every checkpoint and finish statement the store sends."""
     sent: Statements = []
     original = Store._call
 
     async def counted(self: Store, method: str, name: str, *args: Any) -> Any:
-        if name == "checkpoint_step":
+        if name in ("checkpoint_step", "finish_run"):
             sent.append((name, 1))
-        elif name == "checkpoint_steps":
+        elif name in ("checkpoint_steps", "finish_runs"):
             sent.append((name, len(json.loads(args[0]))))
         return await original(self, method, name, *args)
 
@@ -116,8 +121,9 @@ async def waiting_checkpoint(pool: asyncpg.Pool) -> int:
 
 async def queued(ff: Forgeflow, count: int) -> None:
     """Wait until ``count`` checkpoints are queued behind the write in flight."""
-    batcher = ff._executor.store._batcher
-    assert batcher is not None
+    batching = ff._executor.store._batching
+    assert batching is not None
+    batcher = batching.checkpoints
 
     async def check() -> bool:
         return batcher.queued >= count
@@ -152,7 +158,7 @@ async def test_a_run_alone_pays_one_statement_per_step(
         return sum([await ctx.step("s", _number, i).run() for i in range(20)])
 
     assert await ff.run(alone) == sum(range(20))
-    assert statements == [("checkpoint_step", 1)] * 20
+    assert of(statements, "checkpoint") == [("checkpoint_step", 1)] * 20
 
 
 async def _number(i: int) -> int:
@@ -162,7 +168,8 @@ async def _number(i: int) -> int:
 async def test_checkpoints_reached_during_a_write_go_together_in_one_statement(
     ff: Forgeflow, dsn: str, registry: Registry, statements: Statements
 ) -> None:
-    """Runs reaching a checkpoint while one is in flight share one statement and commit."""
+    """Runs reaching a checkpoint while one is in flight share one statement and commit;
+    so do their ends."""
     gates = Gates()
     gated = gated_workflow(registry, gates)
     async with ff.worker(concurrency=10):
@@ -173,7 +180,11 @@ async def test_checkpoints_reached_during_a_write_go_together_in_one_statement(
         for run_id in [blocker, *others]:
             await wait_for_run_status(ff.pool, run_id, "completed")
     assert [await ff.result(r) for r in others] == [f"v{i}" for i in range(OTHERS)]
-    assert statements == [("checkpoint_step", 1), ("checkpoint_steps", OTHERS)]
+    assert of(statements, "checkpoint") == [("checkpoint_step", 1), ("checkpoint_steps", OTHERS)]
+    # The runs ended together too: their ends shared a statement.
+    finishes = of(statements, "finish")
+    assert sum(rows for _, rows in finishes) == 1 + OTHERS
+    assert ("finish_runs", 1) not in finishes and any(n == "finish_runs" for n, _ in finishes)
 
 
 async def test_a_lease_stolen_in_a_batch_refuses_that_runs_checkpoint_only(
@@ -193,7 +204,7 @@ async def test_a_lease_stolen_in_a_batch_refuses_that_runs_checkpoint_only(
         await lock.__aexit__(None, None, None)
         for run_id in [blocker, *others[1:]]:
             await wait_for_run_status(ff.pool, run_id, "completed")
-    assert statements == [("checkpoint_step", 1), ("checkpoint_steps", OTHERS)]
+    assert of(statements, "checkpoint") == [("checkpoint_step", 1), ("checkpoint_steps", OTHERS)]
     written = await ff.pool.fetch(
         "SELECT run_id FROM forgeflow.workflow_steps WHERE name = 'first' AND run_id = ANY($1)",
         others,
@@ -223,8 +234,9 @@ async def test_a_row_refused_for_its_data_fails_only_its_own_step(
     assert "cannot be stored" in (record.error or {}).get("message", "")
     assert [await ff.result(r) for r in others[1:]] == values[1:]
     # The batch, refused whole, then each of its rows on its own.
-    assert statements[:2] == [("checkpoint_step", 1), ("checkpoint_steps", OTHERS)]
-    assert statements[2 : 2 + OTHERS] == [("checkpoint_step", 1)] * OTHERS
+    sent = of(statements, "checkpoint")
+    assert sent[:2] == [("checkpoint_step", 1), ("checkpoint_steps", OTHERS)]
+    assert sent[2 : 2 + OTHERS] == [("checkpoint_step", 1)] * OTHERS
 
 
 async def test_an_engine_error_in_a_batch_hands_every_run_of_it_back(
@@ -249,7 +261,10 @@ async def test_an_engine_error_in_a_batch_hands_every_run_of_it_back(
     assert [await ff.result(r) for r in others] == [f"v{i}" for i in range(OTHERS)]
     # Each run executed its step again: the batch's rows were never acknowledged.
     assert all(gates.calls[r] == 2 for r in others)
-    assert statements[:2] == [("checkpoint_step", 1), ("checkpoint_steps", OTHERS)]
+    assert of(statements, "checkpoint")[:2] == [
+        ("checkpoint_step", 1),
+        ("checkpoint_steps", OTHERS),
+    ]
 
 
 async def _statement_gone(pool: asyncpg.Pool, pid: int) -> bool:
