@@ -1,4 +1,5 @@
-"""Write combining for checkpoints: the runs executing in one process share commits.
+"""Write combining: the checkpoints and ends of the runs executing in one process share
+commits.
 
 A checkpoint reached while no write of the batcher is in flight is sent at once, alone,
 on the run's own store: a run alone pays exactly its one round trip, with no batching
@@ -21,6 +22,8 @@ What a single write guarantees holds for every row of a batch:
 
 A run that stops waiting before its row was sent (cancelled, its lease lost) has its row
 left out: nothing it did not see acknowledged is written on its behalf.
+
+The ends of runs (``finish_run``) go through a combiner of their own in the same way.
 """
 
 from __future__ import annotations

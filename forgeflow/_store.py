@@ -105,7 +105,8 @@ class Store:
         # What statements run on: the pool, or one connection held by an executing run.
         self._db: Any = pool if db is None else db
         self._engine = engine
-        # Shared by every store bound from this one: their runs' checkpoints are combined.
+        # Shared by every store bound from this one: their runs' checkpoints and ends are
+        # combined into shared statements (see _batching).
         self._batching = batching
 
     def bind(self, conn: Any, *, engine: bool = True) -> Store:
