@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["FINISHED", "PATCH_KIND", "EngineSettings", "WorkflowContext", "patch_step"]
 
 T = TypeVar("T")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+T5 = TypeVar("T5")
+T6 = TypeVar("T6")
 
 #: The kind of the checkpoint that records a ``ctx.patched(...)`` decision.
 PATCH_KIND = "patch"
@@ -136,8 +142,45 @@ class WorkflowContext:
         """A step whose ``fn(conn, *args, **kwargs)`` commits with its checkpoint."""
         return TransactionRunner(self, self._name(name), fn, args, kwargs)
 
-    async def parallel(self, *runners: StepRunner[Any]) -> list[Any]:
-        """Run several steps concurrently; their results in the order given."""
+    # One overload per common arity keeps each result's type in its position; beyond six
+    # runners (or for a runner list built at run time) the results share one type.
+    @overload
+    async def parallel(self, r1: StepRunner[T1], /) -> tuple[T1]: ...
+    @overload
+    async def parallel(self, r1: StepRunner[T1], r2: StepRunner[T2], /) -> tuple[T1, T2]: ...
+    @overload
+    async def parallel(
+        self, r1: StepRunner[T1], r2: StepRunner[T2], r3: StepRunner[T3], /
+    ) -> tuple[T1, T2, T3]: ...
+    @overload
+    async def parallel(
+        self, r1: StepRunner[T1], r2: StepRunner[T2], r3: StepRunner[T3], r4: StepRunner[T4], /
+    ) -> tuple[T1, T2, T3, T4]: ...
+    @overload
+    async def parallel(
+        self,
+        r1: StepRunner[T1],
+        r2: StepRunner[T2],
+        r3: StepRunner[T3],
+        r4: StepRunner[T4],
+        r5: StepRunner[T5],
+        /,
+    ) -> tuple[T1, T2, T3, T4, T5]: ...
+    @overload
+    async def parallel(
+        self,
+        r1: StepRunner[T1],
+        r2: StepRunner[T2],
+        r3: StepRunner[T3],
+        r4: StepRunner[T4],
+        r5: StepRunner[T5],
+        r6: StepRunner[T6],
+        /,
+    ) -> tuple[T1, T2, T3, T4, T5, T6]: ...
+    @overload
+    async def parallel(self, *runners: StepRunner[T]) -> tuple[T, ...]: ...
+    async def parallel(self, *runners: StepRunner[Any]) -> tuple[Any, ...]:
+        """Run several steps concurrently; a tuple of their results in the order given."""
         results: list[Any] = [None] * len(runners)
         # Concurrent steps cannot share the run's one connection: use the pool meanwhile.
         held, self._store = self._store, self._store.bind(self._store.pool)
@@ -165,7 +208,7 @@ class WorkflowContext:
             self._settle_parallel(runners, before, mark)
         if failures:
             raise failures[0]
-        return results
+        return tuple(results)
 
     def _settle_parallel(
         self, runners: tuple[StepRunner[Any], ...], before: datetime, mark: int
