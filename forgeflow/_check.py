@@ -245,7 +245,7 @@ class _SandboxContext(WorkflowContext):
     _history: _History
     journal: _ServedJournal
 
-    def _before_new_work(self, step: str | None = None) -> None:
+    def before_new_work(self, step: str | None = None) -> None:
         self._history.new_work(step)
 
     async def parallel(self, *runners: StepRunner[Any]) -> tuple[Any, ...]:
