@@ -999,6 +999,8 @@ def _inline(name: str, args: tuple[Any, ...]) -> str:
 def _literal(value: Any) -> str:
     """``value`` as an SQL literal. Strings are E'' literals (backslashes and quotes
     doubled), which mean the same whatever standard_conforming_strings says."""
+    if isinstance(value, str):
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -1008,8 +1010,6 @@ def _literal(value: Any) -> str:
     if isinstance(value, datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return f"'{aware.isoformat()}'"
-    if isinstance(value, str):
-        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
     raise TypeError(f"no SQL literal for {type(value).__name__}")
 
 
