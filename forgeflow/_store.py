@@ -949,8 +949,13 @@ class StoreTransaction:
         self, run_id: str, worker: str, checkpoint: Checkpoint
     ) -> bool | None:
         """Write a step's final checkpoint and COMMIT, in one round trip, if ``worker``
-        holds the lease: cancel_requested; None if not (nothing committed)."""
+        holds the lease: cancel_requested; None if not (nothing committed).
+
+        The checkpoint is one that ends a step without error (its error and input are
+        not stored): what a transaction that commits can record.
+        """
         c = checkpoint
+        assert c.error is None and c.input is None, "a failure is not committed"
         args = (run_id, worker, c.name, c.kind, c.status.value, c.result, c.result_type)
         times = (c.attempts, c.started_at, c.completed_at, self._snapshot)
         status = await self._send("checkpoint_and_commit", *args, *times)
