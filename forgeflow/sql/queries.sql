@@ -1057,50 +1057,20 @@ SELECT pg_try_advisory_lock($1);
 -- name: advisory_unlock
 SELECT pg_advisory_unlock($1);
 
--- name: checkpoint_step_in_snapshot
--- checkpoint_step for a transactional step at REPEATABLE READ or SERIALIZABLE. Their
--- statements see the run row as of the transaction's snapshot, and FOR KEY SHARE does not
--- conflict with the claim's (non-key) update: a takeover that committed after the snapshot
--- would go unseen and the lease check would pass on the old row. FOR SHARE conflicts with
--- any update, so such a takeover (or a heartbeat) makes this statement fail with 40001
--- instead, and the transaction is tried again from the start on a fresh snapshot.
-WITH run AS (
-    SELECT cancel_requested, watched_until, executions FROM forgeflow.workflow_runs
-    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > statement_timestamp()
-    FOR SHARE
-), saved AS (
-    INSERT INTO forgeflow.workflow_steps
-        (run_id, name, kind, status, result, result_type, error, attempts, started_at,
-         completed_at, input, execution)
-    SELECT $1, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10, $11, $12::jsonb, executions
-    FROM run
-    ON CONFLICT (run_id, name) DO UPDATE
-    SET kind = excluded.kind, status = excluded.status, result = excluded.result,
-        execution = excluded.execution,
-        input = coalesce(excluded.input, forgeflow.workflow_steps.input),
-        result_type = excluded.result_type, error = excluded.error,
-        attempts = excluded.attempts,
-        started_at = coalesce(forgeflow.workflow_steps.started_at, excluded.started_at),
-        completed_at = excluded.completed_at
-)
-SELECT cancel_requested,
-       CASE WHEN watched_until > now() THEN pg_notify('forgeflow_step', $1) END
-FROM run;
+-- name: checkpoint_and_commit
+-- A transactional step's checkpoint and COMMIT in one message (simple query, so the
+-- values are literals, inlined by the store): the function (migration 0011) checks the
+-- lease, raising FF001 (and so skipping COMMIT) if it is lost. The last statement runs
+-- after COMMIT and returns one row if a cancel was requested, none otherwise: its row
+-- count is what the client reads.
+SELECT forgeflow.checkpoint_in_transaction($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
+COMMIT;
+SELECT WHERE current_setting('forgeflow.cancel_requested', true) = 'true';
 
--- name: mark_compensated_in_snapshot
--- mark_compensated for a transactional compensation at REPEATABLE READ or SERIALIZABLE:
--- FOR SHARE for the reason given at checkpoint_step_in_snapshot.
-WITH run AS (
-    SELECT executions FROM forgeflow.workflow_runs
-    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > statement_timestamp()
-    FOR SHARE
-)
-UPDATE forgeflow.workflow_steps s
-SET status = CASE WHEN $4::jsonb IS NULL THEN 'compensated' ELSE s.status END,
-    compensated_at = $3, compensation_error = $4::jsonb, execution = run.executions
-FROM run
-WHERE s.run_id = $1 AND s.name = $5
-RETURNING s.name;
+-- name: compensated_and_commit
+-- A transactional compensation's mark and COMMIT in one message, as checkpoint_and_commit.
+SELECT forgeflow.compensated_in_transaction($1, $2, $3, $4, $5);
+COMMIT;
 
 -- name: check_runs
 -- `forgeflow check`: a page of unfinished runs of the given "workflow:version" pairs.
