@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ import httpx
 from forgeflow._migrations import load_migrations
 from tests.support.db import create_database, drop_database, wait_for_run_status
 
-from .runner import APP, ROOT, environment, executable, forgeflow, stop
+from .runner import APP, ROOT, environment, executable, forgeflow, spawn_worker, stop
 
 
 async def start(dsn: str, name: str, input: str) -> str:
@@ -137,7 +138,8 @@ async def test_cancel_rolls_the_run_back_and_watch_reports_it(
 
 
 async def test_errors_exit_1_with_one_line_and_no_traceback(dsn: str) -> None:
-    """Unknown runs and hooks, bad input, a missing module or database: exit 1, one line."""
+    """Unknown runs and hooks, bad input, a missing module or database: exit 1, one line
+    (a log line for a worker, whose stderr is a log stream)."""
     cases = [
         (["status", "nope", "--dsn", dsn], "no run with id 'nope'"),
         (["cancel", "nope", "--dsn", dsn], "no run with id 'nope'"),
@@ -153,7 +155,11 @@ async def test_errors_exit_1_with_one_line_and_no_traceback(dsn: str) -> None:
     for (args, message), result in zip(cases, results, strict=True):
         assert result.code == 1, (args, result.err)
         assert message in result.err, (args, result.err)
-        assert result.err.startswith("forgeflow: error: ")
+        if args[0] == "worker":  # a long-running command's stderr is a log stream
+            assert re.match(r"\S+ \S+ \[error\s*\] command_failed +error=", result.err)
+        else:
+            assert result.err.startswith("forgeflow: error: ")
+        assert result.err.count("\n") == 1
         assert "Traceback" not in result.err
         assert result.out == ""
 
@@ -189,24 +195,15 @@ async def test_the_worker_stops_gracefully_on_sigterm(dsn: str, tmp_path: Path) 
     """`forgeflow worker` runs until SIGTERM, then stops cleanly with exit code 0."""
     log = tmp_path / "worker.log"
     with log.open("wb") as sink:
-        proc = await asyncio.create_subprocess_exec(
-            executable(),
-            "worker",
-            APP,
-            "--dsn",
-            dsn,
-            cwd=ROOT,
-            env=environment(),
-            stdout=sink,
-            stderr=sink,
-        )
+        proc = await spawn_worker(dsn, out=sink, err=sink)
         run_id = await start(dsn, "greet", '"sigterm"')
         await wait_for_run_status(dsn, run_id, "completed")
         assert await stop(proc) == 0
     text = log.read_text()
-    assert "SIGTERM, stopping" in text
+    assert re.search(r"worker_stopping .*signal=SIGTERM", text), text
     assert "worker_stopped" in text
     assert "Traceback" not in text
+    assert "\x1b[" not in text  # no colours: stderr is a file, not a terminal
 
 
 async def test_serve_plays_the_shell_approval_scenario(dsn: str) -> None:
@@ -230,7 +227,7 @@ async def test_serve_plays_the_shell_approval_scenario(dsn: str) -> None:
         while url is None:
             line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
             assert line, "forgeflow serve exited before serving"
-            match = re.search(r"serving (http://\S+)/ ", line)
+            match = re.search(r"serving .*url=(http://\S+)/", line)
             url = match.group(1) if match else None
         drain = asyncio.create_task(proc.stderr.read())
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
@@ -258,4 +255,36 @@ async def test_serve_plays_the_shell_approval_scenario(dsn: str) -> None:
         code = await stop(proc)
     log = (await drain).decode()
     assert code == 0, log
-    assert "SIGTERM, stopping" in log
+    assert re.search(r"server_stopping .*signal=SIGTERM", log), log
+
+
+async def test_the_worker_runs_on_uvloop_when_it_is_installed(dsn: str, tmp_path: Path) -> None:
+    """With the uvloop extra installed, `forgeflow worker` executes runs on uvloop's loop."""
+    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    log = (tmp_path / "worker.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        executable(),
+        "worker",
+        "tests/cli/loop_app.py",
+        "--dsn",
+        dsn,
+        cwd=ROOT,
+        env=environment(),
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        run_id = await start_app(dsn, "tests/cli/loop_app.py", "event_loop")
+        await wait_for_run_status(dsn, run_id, "completed")
+        record = (await forgeflow("status", run_id, "--json", "--dsn", dsn)).json()
+        assert record["output"] == expected
+    finally:
+        await stop(proc)
+        log.close()
+
+
+async def start_app(dsn: str, app: str, name: str) -> str:
+    """`forgeflow start NAME --app APP`; the run id it prints."""
+    result = await forgeflow("start", name, "--app", app, "--dsn", dsn)
+    assert result.code == 0, result.err
+    return result.out.strip()
