@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeVar, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
 import anyio
 import structlog
@@ -24,10 +24,10 @@ from ._notify import Notifications
 from ._queues import QueueState, hold_reason, queue_states
 from ._records import hook_record, run_record, step_record
 from ._repair import Repairs
-from ._runloop import RunLoop
+from ._runloop import ENDED, Claim, RunLoop
 from ._runtime import Runtime
 from ._schedules import ScheduleRecord, Schedules
-from ._serde import dumps
+from ._serde import dumps, loads
 from ._settings import Settings
 from ._start_options import Debounce, StartOptions, start_options
 from ._store import Store
@@ -240,24 +240,29 @@ class Forgeflow:
         debounce: Debounce | None = None,
     ) -> str:
         """Write a new run (validated input and options; nothing written if invalid)."""
-        definition = self._definition(workflow, version)
-        now = self._clock.now()
-        options = start_options(
-            now, priority=priority, key=key, start_at=start_at, delay=delay, debounce=debounce
+        new = self._new_run(
+            workflow,
+            input,
+            idempotency_key=idempotency_key,
+            version=version,
+            queue=queue,
+            priority=priority,
+            key=key,
+            start_at=start_at,
+            delay=delay,
+            debounce=debounce,
         )
-        if debounce is not None and idempotency_key is not None:
-            raise ValueError("debounce: cannot be combined with idempotency_key")
-        value = definition.validate_input(input)
+        definition, options = new.definition, new.options
         if options.debounce is not None:
-            return await self._debounce(definition, value, queue, options, now)
+            return await self._debounce(definition, new.value, queue, options, new.now)
         run_id, owner, created = await self._store.insert_run(
             str(uuid.uuid4()),
             definition.name,
             definition.version,
-            queue or definition.queue,
-            definition.dump_input(value),
+            new.queue,
+            new.input_json,
             idempotency_key,
-            now,
+            new.now,
             definition.timeout.total_seconds(),
             options.runnable_at,
             options.priority,
@@ -276,6 +281,33 @@ class Forgeflow:
                 run_id=run_id,
             )
         return run_id
+
+    def _new_run(
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        version: int | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        key: str | None = None,
+        start_at: datetime | None = None,
+        delay: Duration | None = None,
+        debounce: Debounce | None = None,
+    ) -> _NewRun:
+        """A run about to be started, validated (ValueError naming the field if not)."""
+        definition = self._definition(workflow, version)
+        now = self._clock.now()
+        options = start_options(
+            now, priority=priority, key=key, start_at=start_at, delay=delay, debounce=debounce
+        )
+        if debounce is not None and idempotency_key is not None:
+            raise ValueError("debounce: cannot be combined with idempotency_key")
+        value = definition.validate_input(input)
+        return _NewRun(
+            definition, value, definition.dump_input(value), queue or definition.queue, now, options
+        )
 
     async def _debounce(
         self,
@@ -439,13 +471,25 @@ class Forgeflow:
         if workflow is not None and not isinstance(workflow, WorkflowDefinition):
             timeout = workflow  # ff.result(run_id, "30s"): the timeout, given positionally
         limit = None if timeout is None else parse_duration(timeout).total_seconds()
-        with anyio.move_on_after(limit) as scope:
-            async for record in self.watch(run_id, steps=False):
+        with anyio.move_on_after(limit):
+            return self._outcome(await self._ended(run_id))
+        raise ResultTimeout(f"run {run_id} did not finish within {limit:g}s")
+
+    async def _ended(self, run_id: str) -> WorkflowRecord:
+        # Read once, then again only when the run's end is announced: a run started and
+        # awaited costs two reads, whatever happens to it meanwhile.
+        await self._notifications.start()
+        while True:
+            ended = self._notifications.run_ended(run_id)
+            try:
+                record = await self._brief(run_id)
                 if record.is_terminal:
-                    return self._outcome(record)
-        if scope.cancelled_caught:
-            raise ResultTimeout(f"run {run_id} did not finish within {limit:g}s")
-        raise RunNotFound(f"no run with id {run_id!r}")
+                    return record
+                # The fallback timeout covers a notification lost with a dropped connection.
+                with anyio.move_on_after(5):
+                    await ended.wait()
+            finally:
+                self._notifications.forget(run_id, ended)
 
     def _outcome(self, record: WorkflowRecord) -> Any:
         if record.status is WorkflowStatus.COMPLETED:
@@ -724,9 +768,57 @@ class Forgeflow:
 
     async def run(self, workflow: Any, input: Any = None, **kw: Any) -> Any:
         """Start a run and execute it in this process until it ends; its output."""
+        new = self._new_run(workflow, input, **kw)
+        if new.options.debounce is None and new.options.runnable_at <= new.now:
+            run_id = str(uuid.uuid4())
+            # Written already leased to this process: no claim, no replay read, and the
+            # output comes back from the execution itself, without reading the run.
+            taken = await self._run_here(run_id, new, kw.get("idempotency_key"))
+            if taken is not None:
+                return taken.value
         run_id = await self.start(workflow, input, **kw)
         await self.drive(run_id)
         return await self.result(run_id)
+
+    async def _run_here(
+        self, run_id: str, new: _NewRun, idempotency_key: str | None
+    ) -> _Output | None:
+        """Write ``new`` leased to this process and execute it to its end; its output, or
+        None when it did not complete here (the key was taken, a failure, a wait...)."""
+        definition = new.definition
+
+        async def insert(_limit: int, worker_id: str, lease_seconds: float) -> list[Any]:
+            row = await self._store.insert_claimed_run(
+                run_id,
+                definition.name,
+                definition.version,
+                new.queue,
+                new.input_json,
+                idempotency_key,
+                new.now,
+                definition.timeout.total_seconds(),
+                (new.options.priority, new.options.key),
+                worker_id,
+                lease_seconds,
+            )
+            if row is None:
+                return []
+            log.info(
+                "run_created", run_id=run_id, workflow=definition.name, version=definition.version
+            )
+            return [row]
+
+        outputs = self._executor.outputs
+        outputs[run_id] = None
+        try:
+            if await self._drive(run_id, insert) != "completed":
+                return None
+            output = outputs[run_id]
+        finally:
+            outputs.pop(run_id, None)
+        if output is None:
+            return None
+        return _Output(definition.output_adapter.validate_python(loads(output)))
 
     async def _drive_children(self, run_id: str) -> None:
         async with anyio.create_task_group() as group:
@@ -735,6 +827,12 @@ class Forgeflow:
 
     async def drive(self, run_id: str) -> None:
         """Execute ``run_id`` here whenever it is runnable, until it ends."""
+        await self._drive(run_id, None)
+
+    async def _drive(self, run_id: str, first: Claim | None) -> str:
+        # Executes the run whenever it can be claimed until it ends; the outcome of its
+        # last execution here ("" if none). ``first`` claims it the first time (when it
+        # finds nothing, neither does this).
         await self._notifications.start()
         loop = RunLoop(self._executor, lease_seconds=self.settings.lease_seconds)
 
@@ -742,12 +840,20 @@ class Forgeflow:
             row = await self._store.claim_run(run_id, worker_id, lease_seconds, self._clock.now())
             return [] if row is None else [row]
 
+        outcome = ""
+        claimed = [] if first is None else await loop.claim(first, 1)
+        if first is not None and not claimed:
+            return outcome
         async with anyio.create_task_group() as group:
             await group.start(loop.keep_leases)
             while True:
                 changed = self._notifications.run_changed(run_id)
                 try:
-                    if await loop.drain(claim, 1):
+                    claimed = claimed or await loop.claim(claim, 1)
+                    if claimed:
+                        outcome = await loop.execute(*claimed.pop())
+                        if outcome in ENDED:
+                            break  # it ended here: nothing left to claim or to read
                         continue
                     record = await self._brief(run_id)
                     if record.is_terminal:
@@ -766,3 +872,21 @@ class Forgeflow:
                 finally:
                     self._notifications.forget(run_id, changed)
             group.cancel_scope.cancel()
+        return outcome
+
+
+class _NewRun(NamedTuple):
+    """A validated run about to be written."""
+
+    definition: WorkflowDefinition[Any, Any]
+    value: Any
+    input_json: str
+    queue: str
+    now: datetime
+    options: StartOptions
+
+
+class _Output(NamedTuple):
+    """The output of a run that completed (None is an output too)."""
+
+    value: Any
