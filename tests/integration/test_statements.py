@@ -43,7 +43,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return names
 
 
-def add_one(n: int) -> int:
+async def add_one(n: int) -> int:
     return n + 1
 
 
