@@ -773,18 +773,21 @@ class Forgeflow:
             run_id = str(uuid.uuid4())
             # Written already leased to this process: no claim, no replay read, and the
             # output comes back from the execution itself, without reading the run.
-            taken = await self._run_here(run_id, new, kw.get("idempotency_key"))
-            if taken is not None:
-                return taken.value
+            outcome, output = await self._run_here(run_id, new, kw.get("idempotency_key"))
+            if output is not None:
+                return output.value
+            if outcome:  # it ended otherwise: its error, as result() raises it
+                return await self.result(run_id)
+            # Nothing was written: the idempotency key is taken. Go the ordinary way.
         run_id = await self.start(workflow, input, **kw)
         await self.drive(run_id)
         return await self.result(run_id)
 
     async def _run_here(
         self, run_id: str, new: _NewRun, idempotency_key: str | None
-    ) -> _Output | None:
-        """Write ``new`` leased to this process and execute it to its end; its output, or
-        None when it did not complete here (the key was taken, a failure, a wait...)."""
+    ) -> tuple[str, _Output | None]:
+        """Write ``new`` leased to this process and execute it until it ends: the outcome
+        of its last execution ("" if nothing was written) and its output if it completed."""
         definition = new.definition
 
         async def insert(_limit: int, worker_id: str, lease_seconds: float) -> list[Any]:
@@ -811,14 +814,13 @@ class Forgeflow:
         outputs = self._executor.outputs
         outputs[run_id] = None
         try:
-            if await self._drive(run_id, insert) != "completed":
-                return None
+            outcome = await self._drive(run_id, insert)
             output = outputs[run_id]
         finally:
             outputs.pop(run_id, None)
-        if output is None:
-            return None
-        return _Output(definition.output_adapter.validate_python(loads(output)))
+        if outcome != "completed" or output is None:
+            return outcome, None
+        return outcome, _Output(definition.output_adapter.validate_python(loads(output)))
 
     async def _drive_children(self, run_id: str) -> None:
         async with anyio.create_task_group() as group:
