@@ -255,8 +255,11 @@ class Forgeflow:
         definition, options = new.definition, new.options
         if options.debounce is not None:
             return await self._debounce(definition, new.value, queue, options, new.now)
+        new_id = str(uuid.uuid4())
+        # Whoever awaits this run here then reads it once, when its end is announced.
+        self._notifications.expect_end(new_id)
         run_id, owner, created = await self._store.insert_run(
-            str(uuid.uuid4()),
+            new_id,
             definition.name,
             definition.version,
             new.queue,
@@ -272,7 +275,11 @@ class Forgeflow:
             log.info(
                 "run_created", run_id=run_id, workflow=definition.name, version=definition.version
             )
-        elif owner != definition.name:
+            return run_id
+        noted = self._notifications.expected_end(new_id)
+        if noted is not None:
+            self._notifications.forget(new_id, noted)
+        if owner != definition.name:
             raise IdempotencyConflict(
                 f"idempotency key {idempotency_key!r} is already used by a run of workflow "
                 f"{owner!r}, not {definition.name!r}; use a key per workflow",
@@ -477,8 +484,17 @@ class Forgeflow:
 
     async def _ended(self, run_id: str) -> WorkflowRecord:
         # Read once, then again only when the run's end is announced: a run started and
-        # awaited costs two reads, whatever happens to it meanwhile.
+        # awaited costs two reads whatever happens to it meanwhile, one when this client
+        # started it while listening.
         await self._notifications.start()
+        noted = self._notifications.expected_end(run_id)
+        if noted is not None:
+            # Started here while listening: its end is announced, no need to read before.
+            try:
+                with anyio.move_on_after(5):
+                    await noted.wait()
+            finally:
+                self._notifications.forget(run_id, noted)
         while True:
             ended = self._notifications.run_ended(run_id)
             try:

@@ -15,6 +15,9 @@ __all__ = ["CHANNELS", "Notifications"]
 
 log = structlog.get_logger("forgeflow.notify")
 
+# How many runs started here may have their end noted at once (see expect_end).
+_EXPECTED = 1000
+
 CHANNELS = (
     "forgeflow_wakeup",
     "forgeflow_cancel",
@@ -40,6 +43,8 @@ class Notifications:
         self.on_any: list[Callable[[str, str], None]] = []
         self._run_waiters: dict[str, set[anyio.Event]] = defaultdict(set)
         self._end_waiters: dict[str, set[anyio.Event]] = defaultdict(set)
+        # The ends noted for runs started here (see expect_end), oldest first.
+        self._expected: dict[str, anyio.Event] = {}
 
     async def start(self) -> None:
         """Open the LISTEN connection if it is not open yet."""
@@ -90,6 +95,7 @@ class Notifications:
             for waiters in table.values():
                 _wake(waiters)
             table.clear()
+        self._expected.clear()
 
     def run_changed(self, run_id: str) -> anyio.Event:
         """An event set at the next change of ``run_id`` (status or a step)."""
@@ -102,6 +108,22 @@ class Notifications:
         event = anyio.Event()
         self._end_waiters[run_id].add(event)
         return event
+
+    def expect_end(self, run_id: str) -> None:
+        """Note the end of a run about to be written, so that awaiting it needs no read
+        before its end is announced (only while this connection already listens)."""
+        if not self.connected:
+            return
+        if len(self._expected) >= _EXPECTED:
+            oldest = next(iter(self._expected))
+            self.forget(oldest, self._expected.pop(oldest))
+        event = anyio.Event()
+        self._expected[run_id] = event
+        self._end_waiters[run_id].add(event)
+
+    def expected_end(self, run_id: str) -> anyio.Event | None:
+        """The event ``expect_end`` noted for ``run_id``, if any (taken: forget it after)."""
+        return self._expected.pop(run_id, None)
 
     def forget(self, run_id: str, event: anyio.Event) -> None:
         """Stop waiting with ``event``."""
