@@ -79,6 +79,10 @@ async def test_a_run_started_and_awaited_through_a_worker_sends_seven_statements
     flow = three_steps(registry)
     runs = 5
     async with ff.worker(concurrency=4, poll_interval="1h"):
+        # A first run settles the worker's start-up (its first looks for work may race
+        # with the first start); from then on it is idle between runs.
+        assert await ff.result(await ff.start(flow, 0), timeout=60) == 3
+        sent.clear()
         for i in range(runs):
             assert await ff.result(await ff.start(flow, i), timeout=60) == i + 3
     counts = Counter(name for name in sent if name not in _SERVICE)
@@ -89,9 +93,7 @@ async def test_a_run_started_and_awaited_through_a_worker_sends_seven_statements
         "finish_run": 1,
         "get_run": 1,
     }
-    # Beyond the runs' own: the worker's first looks for work at start-up (one finding
-    # nothing, one more if the first run was started before the worker first looked),
-    # each followed by reading when to look again.
     expected = Counter({name: n * runs for name, n in per_run.items()})
-    expected.update({"claim_runs": 2, "next_runnable_at": 2})
+    # At most one look for work left over from the start-up, and none per run.
+    expected.update({"claim_runs": 1, "next_runnable_at": 1})
     assert counts <= expected, counts - expected
