@@ -81,8 +81,8 @@ async def marker_cost(n: int) -> float:
     now = datetime.now(UTC)
     start = time.perf_counter()
     for _ in range(n):
-        ctx._attempt_started("s", 1, now)
-        ctx._attempt_ended("s")
+        ctx.attempt_started("s", 1, now)
+        ctx.attempt_ended("s")
     return (time.perf_counter() - start) / n * 1e6
 
 

@@ -4,7 +4,8 @@ from ._check import CheckReport, RunCheck, Verdict
 from ._client import Forgeflow
 from ._clock import Clock, SystemClock
 from ._context import WorkflowContext
-from ._definitions import Registry, WorkflowDefinition, default_registry, workflow
+from ._decorator import workflow
+from ._definitions import Registry, WorkflowDefinition, default_registry
 from ._durations import parse_duration
 from ._events import LifecycleEvent
 from ._models import (

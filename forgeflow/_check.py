@@ -245,10 +245,10 @@ class _SandboxContext(WorkflowContext):
     _history: _History
     journal: _ServedJournal
 
-    def _before_new_work(self, step: str | None = None) -> None:
+    def before_new_work(self, step: str | None = None) -> None:
         self._history.new_work(step)
 
-    async def parallel(self, *runners: StepRunner[Any]) -> list[Any]:
+    async def parallel(self, *runners: StepRunner[Any]) -> tuple[Any, ...]:
         """Reach the block's recorded steps together, then replay it as the engine would."""
         self._history.reach([r.name for r in runners])
         return await super().parallel(*runners)

@@ -28,7 +28,7 @@ from ._runloop import ENDED, Claim, RunLoop
 from ._runtime import Runtime
 from ._schedules import ScheduleRecord, Schedules
 from ._serde import dumps, loads
-from ._settings import Settings
+from ._settings import Settings, direct_url
 from ._start_options import Debounce, StartOptions, start_options
 from ._store import Store
 from ._worker import WORKER_SILENCE_SECONDS, Worker
@@ -116,6 +116,8 @@ class Forgeflow:
         retention: Duration | None = None,
         min_pool: int | None = None,
         max_pool: int | None = None,
+        listen_url: str | None = None,
+        pgbouncer: bool | None = None,
         migrate: bool = True,
     ) -> AsyncIterator[Forgeflow]:
         """Connect (DSN, else FORGEFLOW_DATABASE_URL, else the embedded server) and migrate.
@@ -131,13 +133,18 @@ class Forgeflow:
             "retention": retention,
             "min_pool": min_pool,
             "max_pool": max_pool,
+            "listen_url": listen_url,
+            "pgbouncer": pgbouncer,
         }
         resolved = Settings.load(**given) if settings is None else settings.replace(**given)
+        url = resolved.database_url or await embedded_dsn()
         store = await Store.open(
-            resolved.database_url or await embedded_dsn(),
+            url,
             min_size=resolved.min_pool,
             max_size=resolved.max_pool,
             migrate=migrate,
+            direct_dsn=direct_url(resolved.listen_url, url),
+            pgbouncer=resolved.pgbouncer,
         )
         client = cls(store, settings=resolved, registry=registry, listeners=listeners, clock=clock)
         try:

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import anyio
 import asyncpg
@@ -22,6 +22,7 @@ from ._events import Emitter
 from ._journal import Checkpoint, Journal, StepRow
 from ._lease import Lease
 from ._models import StepStatus
+from ._runstate import EngineSettings
 from ._serde import decode_result, dumps, encode_result, error_info, loads
 from ._signals import CancelSignal, EngineFault, LeaseLost, ReleaseSignal, SuspendSignal
 from ._steps import StepRunner, invoke
@@ -36,6 +37,12 @@ if TYPE_CHECKING:
 __all__ = ["FINISHED", "PATCH_KIND", "EngineSettings", "WorkflowContext", "patch_step"]
 
 T = TypeVar("T")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+T5 = TypeVar("T5")
+T6 = TypeVar("T6")
 
 #: The kind of the checkpoint that records a ``ctx.patched(...)`` decision.
 PATCH_KIND = "patch"
@@ -46,16 +53,6 @@ FINISHED = frozenset({"completed", "compensated", "failed", "skipped"})
 def patch_step(patch_id: str) -> str:
     """The checkpoint name of patch ``patch_id``'s decision."""
     return f"patch:{patch_id}"
-
-
-class EngineSettings(NamedTuple):
-    """Engine knobs shared by the client, the executor and the workers."""
-
-    sleep_threshold: float = 60.0
-    lease_seconds: float = 30.0
-    base_url: str = "http://localhost:8000"
-    #: Seconds a step attempt runs before a 'running' checkpoint shows it (off the hot path).
-    running_after: float = 1.0
 
 
 class WorkflowContext:
@@ -86,16 +83,17 @@ class WorkflowContext:
         self.log: Any = structlog.get_logger("forgeflow.run").bind(
             run_id=run_id, workflow=definition.name, version=definition.version
         )
-        self._definition = definition
-        #: The run's checkpoints, compensation stack and workflow time (engine side).
+        # Engine side: what steps, waits and the executor use (see RunContext).
+        self.definition = definition
+        #: The run's checkpoints, compensation stack and workflow time.
         self.journal = Journal(steps, started_at)
-        self._store = store
-        self._registry = registry
-        self._clock = clock
+        self.store = store
+        self.registry = registry
+        self.clock = clock
         self._emitter = emitter
-        self._settings = settings
-        self._lease = lease
-        self._worker = lease.worker_id
+        self.settings = settings
+        self.lease = lease
+        self.worker_id = lease.worker_id
         #: The step a replay-only execution stopped at (what it would have run next).
         self.blocked_step: str | None = None
         self._rng = _random.Random(run_id)
@@ -128,19 +126,56 @@ class WorkflowContext:
                 f"step {name!r}: expected a function and its arguments, got "
                 f"{type(fn).__name__} (write ctx.step({name!r}, f, *args), not f(*args))"
             )
-        return StepRunner(self, self._name(name), fn, args, kwargs)
+        return StepRunner(self, self.next_name(name), fn, args, kwargs)
 
     def transaction(
         self, name: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
     ) -> TransactionRunner[T]:
         """A step whose ``fn(conn, *args, **kwargs)`` commits with its checkpoint."""
-        return TransactionRunner(self, self._name(name), fn, args, kwargs)
+        return TransactionRunner(self, self.next_name(name), fn, args, kwargs)
 
-    async def parallel(self, *runners: StepRunner[Any]) -> list[Any]:
-        """Run several steps concurrently; their results in the order given."""
+    # One overload per common arity keeps each result's type in its position; beyond six
+    # runners (or for a runner list built at run time) the results share one type.
+    @overload
+    async def parallel(self, r1: StepRunner[T1], /) -> tuple[T1]: ...
+    @overload
+    async def parallel(self, r1: StepRunner[T1], r2: StepRunner[T2], /) -> tuple[T1, T2]: ...
+    @overload
+    async def parallel(
+        self, r1: StepRunner[T1], r2: StepRunner[T2], r3: StepRunner[T3], /
+    ) -> tuple[T1, T2, T3]: ...
+    @overload
+    async def parallel(
+        self, r1: StepRunner[T1], r2: StepRunner[T2], r3: StepRunner[T3], r4: StepRunner[T4], /
+    ) -> tuple[T1, T2, T3, T4]: ...
+    @overload
+    async def parallel(
+        self,
+        r1: StepRunner[T1],
+        r2: StepRunner[T2],
+        r3: StepRunner[T3],
+        r4: StepRunner[T4],
+        r5: StepRunner[T5],
+        /,
+    ) -> tuple[T1, T2, T3, T4, T5]: ...
+    @overload
+    async def parallel(
+        self,
+        r1: StepRunner[T1],
+        r2: StepRunner[T2],
+        r3: StepRunner[T3],
+        r4: StepRunner[T4],
+        r5: StepRunner[T5],
+        r6: StepRunner[T6],
+        /,
+    ) -> tuple[T1, T2, T3, T4, T5, T6]: ...
+    @overload
+    async def parallel(self, *runners: StepRunner[T]) -> tuple[T, ...]: ...
+    async def parallel(self, *runners: StepRunner[Any]) -> tuple[Any, ...]:
+        """Run several steps concurrently; a tuple of their results in the order given."""
         results: list[Any] = [None] * len(runners)
         # Concurrent steps cannot share the run's one connection: use the pool meanwhile.
-        held, self._store = self._store, self._store.bind(self._store.pool)
+        held, self.store = self.store, self.store.bind(self.store.pool)
         before, mark = self.journal.time, self.journal.compensation_mark
 
         failures: list[Exception] = []
@@ -161,11 +196,11 @@ class WorkflowContext:
             group_error = BaseExceptionGroup("parallel", [*exc.exceptions, *failures])
             raise _most_important(group_error) from None
         finally:
-            self._store = held
+            self.store = held
             self._settle_parallel(runners, before, mark)
         if failures:
             raise failures[0]
-        return results
+        return tuple(results)
 
     def _settle_parallel(
         self, runners: tuple[StepRunner[Any], ...], before: datetime, mark: int
@@ -191,7 +226,7 @@ class WorkflowContext:
 
     def db(self) -> asyncpg.Pool:
         """The asyncpg pool, for steps that work in the same database."""
-        return self._store.pool
+        return self.store.pool
 
     # -- determinism helpers ---------------------------------------------------------
 
@@ -233,8 +268,8 @@ class WorkflowContext:
             # A replay-only execution (a rollback, `forgeflow check`) writes nothing: the
             # same history gives the same answer the next time.
             if not self._replay_only and not self.cancel_requested:
-                now = self._clock.now()
-                await self._checkpoint(
+                now = self.clock.now()
+                await self.checkpoint(
                     Checkpoint(
                         name,
                         PATCH_KIND,
@@ -258,7 +293,7 @@ class WorkflowContext:
     def _replay_pending(self) -> bool:
         # Recorded checkpoints this execution has not reached yet mean the run's history
         # goes on past this point: it is still replaying. Names are reached through
-        # self._name (steps, waits, children), in call order.
+        # self.next_name (steps, waits, children), in call order.
         reached = self.journal.names_given()
         return any(
             row.kind != PATCH_KIND and row.status in FINISHED and row.name not in reached
@@ -286,18 +321,18 @@ class WorkflowContext:
 
     async def record_step_start(self, name: str, input: Any = None) -> int:
         """Record that an attempt of ``name`` begins; returns its attempt number."""
-        self._before_new_work(name)
+        self.before_new_work(name)
         row = self.journal.get(name)
         attempt = (row.attempts if row is not None else 0) + 1
         error = row.error if row is not None else None
-        await self._checkpoint(
+        await self.checkpoint(
             Checkpoint(
                 name,
                 "step",
                 StepStatus.RUNNING,
                 error=error,
                 attempts=attempt,
-                started_at=self._clock.now(),
+                started_at=self.clock.now(),
                 input=dumps(input) if input is not None else None,
             )
         )
@@ -307,13 +342,13 @@ class WorkflowContext:
         """Checkpoint ``result`` as the outcome of ``name``."""
         row = self.journal.get(name)
         text, tag = encode_result(result, name)
-        now = self._clock.now()
+        now = self.clock.now()
         attempts = row.attempts if row else 1
-        await self._checkpoint(
+        await self.checkpoint(
             Checkpoint(name, "step", StepStatus.COMPLETED, text, tag, None, attempts, None, now)
         )
         self.journal.reached(now)
-        await self._emit("step_completed", step=name)
+        await self.emit("step_completed", step=name)
 
     async def record_step_failure(self, name: str, error: BaseException | str) -> None:
         """Record that the latest attempt of ``name`` failed with ``error``."""
@@ -323,17 +358,17 @@ class WorkflowContext:
             if isinstance(error, BaseException)
             else {"type": "Error", "message": str(error)}
         )
-        await self._checkpoint(
+        await self.checkpoint(
             Checkpoint(
                 name,
                 "step",
                 StepStatus.FAILED,
                 error=dumps(info),
                 attempts=row.attempts if row else 1,
-                completed_at=self._clock.now(),
+                completed_at=self.clock.now(),
             )
         )
-        await self._emit("step_failed", step=name, error=info["message"])
+        await self.emit("step_failed", step=name, error=info["message"])
 
     def add_compensation(self, step: str, fn: Callable[[Any], Any], result: Any = None) -> None:
         """Register ``fn(result)`` as the undo of ``step`` (for the low-level API)."""
@@ -347,26 +382,26 @@ class WorkflowContext:
         while (entry := self.journal.pop_compensation()) is not None:
             if entry.done:
                 continue
-            now = self._clock.now()
+            now = self.clock.now()
             try:
                 if isinstance(entry.fn, TransactionalCompensation):
                     # Its mark commits with its writes, in its own transaction.
                     await entry.fn.commit(self, entry.step, entry.result, now)
-                    await self._emit("compensation_ran", step=entry.step, ok=True)
+                    await self.emit("compensation_ran", step=entry.step, ok=True)
                     continue
                 await invoke(entry.fn, (entry.result,), {})
             except Exception as exc:
                 errors.append(exc)
                 info = dumps({**error_info(exc), "step": entry.step})
-                ok = await self._store.mark_compensated(
-                    self.run_id, self._worker, entry.step, now, info
+                ok = await self.store.mark_compensated(
+                    self.run_id, self.worker_id, entry.step, now, info
                 )
-                await self._emit("compensation_ran", step=entry.step, ok=False, error=str(exc))
+                await self.emit("compensation_ran", step=entry.step, ok=False, error=str(exc))
             else:
-                ok = await self._store.mark_compensated(
-                    self.run_id, self._worker, entry.step, now, None
+                ok = await self.store.mark_compensated(
+                    self.run_id, self.worker_id, entry.step, now, None
                 )
-                await self._emit("compensation_ran", step=entry.step, ok=True)
+                await self.emit("compensation_ran", step=entry.step, ok=True)
             if not ok:
                 raise LeaseLost()
         return errors
@@ -459,14 +494,16 @@ class WorkflowContext:
 
     # -- engine side (used by steps, waits and the executor) -------------------------
 
-    def _name(self, name: str) -> str:
+    def next_name(self, name: str) -> str:
+        """Engine: the checkpoint name of this use of ``name`` (``name#2`` on its second)."""
         return self.journal.next_name(name)
 
-    def _before_new_work(self, step: str | None = None) -> None:
+    def before_new_work(self, step: str | None = None) -> None:
+        """Engine: raise the signal that stops the run here if it may not do anything new."""
         # Called before anything is done for the first time: replay ends here.
-        if isinstance(self._store, _ClosedStore):
-            self._store.closed()
-        if self._lease.expired:
+        if isinstance(self.store, _ClosedStore):
+            self.store.closed()
+        if self.lease.expired:
             # Past the lease as this worker knows it (paused, starved, cut off), another
             # worker may already be executing the run: start nothing, write nothing.
             raise LeaseLost()
@@ -476,9 +513,9 @@ class WorkflowContext:
         if self._releasing:
             raise ReleaseSignal()
 
-    async def _checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Write ``checkpoint`` (refused, and LeaseLost, if this worker lost the lease)."""
-        cancel = await self._store.checkpoint_step(self.run_id, self._worker, checkpoint)
+    async def checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Engine: write ``checkpoint`` (refused, and LeaseLost, if the lease is lost)."""
+        cancel = await self.store.checkpoint_step(self.run_id, self.worker_id, checkpoint)
         if cancel is None:
             raise LeaseLost()
         self.journal.record(checkpoint)
@@ -494,16 +531,18 @@ class WorkflowContext:
     # that statement never turns a finished checkpoint back into a running one, so a
     # write landing after the step's own checkpoint changes nothing.
 
-    def _attempt_started(self, name: str, attempt: int, started: datetime) -> None:
+    def attempt_started(self, name: str, attempt: int, started: datetime) -> None:
+        """Engine: attempt ``attempt`` of step ``name`` is running."""
         self._in_flight[name] = (attempt, started, time.monotonic())
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._show_running())
 
-    def _attempt_ended(self, name: str) -> None:
+    def attempt_ended(self, name: str) -> None:
+        """Engine: the attempt of step ``name`` in flight has ended."""
         self._in_flight.pop(name, None)
 
     async def _show_running(self) -> None:
-        threshold = self._settings.running_after
+        threshold = self.settings.running_after
         shown: set[tuple[str, int]] = set()
         while True:
             await asyncio.sleep(threshold / 2)
@@ -518,34 +557,37 @@ class WorkflowContext:
             marker = Checkpoint(
                 name, "step", StepStatus.RUNNING, attempts=attempt, started_at=started
             )
-            store = self._store.bind(self._store.pool)
-            cancel = await store.checkpoint_step(self.run_id, self._worker, marker)
+            store = self.store.bind(self.store.pool)
+            cancel = await store.checkpoint_step(self.run_id, self.worker_id, marker)
         except Exception as exc:  # only a display: the step's own checkpoint decides
             self.log.debug("step_running_not_shown", step=name, error=str(exc))
             return
         if cancel:
             self.request_cancel()
 
-    async def _wait_until(self, when: datetime, wait: dict[str, Any]) -> None:
-        remaining = (when - self._clock.now()).total_seconds()
+    async def wait_until(self, when: datetime, wait: dict[str, Any]) -> None:
+        """Engine: wait in place until ``when``, or suspend the run with ``wait`` if far."""
+        remaining = (when - self.clock.now()).total_seconds()
         if remaining <= 0:
             return
         step = wait.get("step")
-        self._before_new_work(step)
-        if remaining > self._settings.sleep_threshold:
+        self.before_new_work(step)
+        if remaining > self.settings.sleep_threshold:
             raise SuspendSignal(when, {**wait, "wake_at": when.isoformat()})
         with anyio.move_on_after(remaining):
             await self._interrupt.wait()
-        self._before_new_work(step)
+        self.before_new_work(step)
 
-    async def _emit(self, name: str, **fields: Any) -> None:
+    async def emit(self, name: str, **fields: Any) -> None:
+        """Engine: log lifecycle event ``name`` and call the listeners."""
         await self._emitter.emit(self.log, name, self.run_id, self.workflow_name, **fields)
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Engine: the execution ended; any later use of the context raises ContextClosed."""
         # The run's connection goes back to the pool when its execution ends: a context
         # kept beyond that (stored, or used by a stray task) must fail as forgeflow's
         # error, never as asyncpg's "connection released back to the pool".
-        self._store = cast("Store", _ClosedStore(self.run_id))
+        self.store = cast("Store", _ClosedStore(self.run_id))
         if self._watcher is not None:
             self._watcher.cancel()
 

@@ -145,7 +145,7 @@ class Executor:
             return "lease_lost"
         finally:
             self.live.pop(run_id, None)
-            ctx._close()
+            ctx.close()
 
     def _stop_reason(self, run: Record, definition: WorkflowDefinition[Any, Any]) -> str | None:
         # A run that must not go forward is replayed only to rebuild its compensations.
@@ -167,7 +167,7 @@ class Executor:
         stop: str | None,
     ) -> str:
         first = not len(ctx.journal) and run["status"] != "compensating"
-        await ctx._emit("run_started" if first else "run_resumed")
+        await ctx.emit("run_started" if first else "run_resumed")
         reason: str
         error: BaseException
         try:
@@ -175,7 +175,7 @@ class Executor:
         except SuspendSignal as signal:
             return await self._suspend(ctx, definition, signal)
         except ReleaseSignal:
-            await ctx._store.release_run(ctx.run_id, ctx._worker, self.clock.now())
+            await ctx.store.release_run(ctx.run_id, ctx.worker_id, self.clock.now())
             ctx.log.info("run_released")
             return "released"
         except CancelSignal as exc:
@@ -225,14 +225,14 @@ class Executor:
         # A waiting run past its deadline is woken to be compensated.
         if wake_at is None or wake_at > deadline:
             wake_at = deadline
-        ok = await ctx._store.suspend_run(
-            ctx.run_id, ctx._worker, dumps(signal.wait), wake_at, self.clock.now()
+        ok = await ctx.store.suspend_run(
+            ctx.run_id, ctx.worker_id, dumps(signal.wait), wake_at, self.clock.now()
         )
         if not ok:
             # Refused: a cancel arrived since the last checkpoint. Roll back now.
             ctx.request_cancel()
             return await self._roll_back(ctx, None, "cancel", CancelSignal())
-        await ctx._emit(
+        await ctx.emit(
             "run_suspended",
             wait=signal.wait.get("kind"),
             step=signal.wait.get("step"),
@@ -242,13 +242,13 @@ class Executor:
 
     async def _complete(self, ctx: WorkflowContext, output_json: str) -> str:
         now = self.clock.now()
-        if not await ctx._store.finish_run(
-            ctx.run_id, ctx._worker, "completed", output_json, None, None, now
+        if not await ctx.store.finish_run(
+            ctx.run_id, ctx.worker_id, "completed", output_json, None, None, now
         ):
             raise LeaseLost()
         if ctx.run_id in self.outputs:
             self.outputs[ctx.run_id] = output_json
-        await ctx._emit(
+        await ctx.emit(
             "run_finished",
             status="completed",
             duration_ms=round((now - ctx.started_at).total_seconds() * 1000, 3),
@@ -281,18 +281,20 @@ class Executor:
             error_json = run["error"]
         else:
             error_json = dumps(info)
-            if not await ctx._store.start_compensation(ctx.run_id, ctx._worker, reason, error_json):
+            if not await ctx.store.start_compensation(
+                ctx.run_id, ctx.worker_id, reason, error_json
+            ):
                 raise LeaseLost()
         if reason == "cancel" and not resuming:
-            await ctx._emit("run_cancelled")
+            await ctx.emit("run_cancelled")
         # Whatever ends a run, its attached children are cancelled and rolled back before
         # its own compensations run: wait for them first (a cancel has marked them already).
         now = self.clock.now()
         if reason != "cancel":
-            await ctx._store.request_cancel(ctx.run_id, now, include_run=False)
+            await ctx.store.request_cancel(ctx.run_id, now, include_run=False)
         wait = dumps({"kind": "children", "step": None})
-        if await ctx._store.park_for_children(ctx.run_id, ctx._worker, wait, now):
-            await ctx._emit("run_suspended", wait="children")
+        if await ctx.store.park_for_children(ctx.run_id, ctx.worker_id, wait, now):
+            await ctx.emit("run_suspended", wait="children")
             return "waiting"
         had_compensations = ctx.has_compensations
         failures = await ctx.run_compensation()
@@ -304,11 +306,11 @@ class Executor:
             status = "compensated"
         else:
             status = "failed"
-        if not await ctx._store.finish_run(
-            ctx.run_id, ctx._worker, status, None, final_error, reason, self.clock.now()
+        if not await ctx.store.finish_run(
+            ctx.run_id, ctx.worker_id, status, None, final_error, reason, self.clock.now()
         ):
             raise LeaseLost()
-        await ctx._emit("run_finished", status=status, reason=reason, error=info.get("message"))
+        await ctx.emit("run_finished", status=status, reason=reason, error=info.get("message"))
         return status
 
     def _recovery_error(self, ctx: WorkflowContext, run: Record | None) -> RecoveryLimitExceeded:

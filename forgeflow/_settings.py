@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ._durations import format_duration, parse_duration
 from .errors import ConfigurationError
 
-__all__ = ["ENV_VARS", "Settings"]
+__all__ = ["ENV_VARS", "Settings", "direct_url"]
 
 # The environment variable of each field.
 ENV_VARS: dict[str, str] = {
@@ -31,6 +31,8 @@ ENV_VARS: dict[str, str] = {
     "max_pool": "FORGEFLOW_MAX_POOL",
     "secret": "FORGEFLOW_SECRET",
     "admin_token": "FORGEFLOW_ADMIN_TOKEN",
+    "listen_url": "FORGEFLOW_LISTEN_URL",
+    "pgbouncer": "FORGEFLOW_PGBOUNCER",
 }
 
 _MIN_RETENTION = timedelta(hours=1)
@@ -67,6 +69,28 @@ def _base_url(value: Any, name: str) -> str:
     return text.rstrip("/")
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name}: expected true or false (1/0, yes/no, on/off), got {value!r}")
+
+
+def direct_url(listen_url: str | None, database_url: str) -> str | None:
+    """The direct URL of ``listen_url``: a URL naming no database takes ``database_url``'s."""
+    if listen_url is None:
+        return None
+    parts = urlsplit(listen_url)
+    if parts.path.strip("/"):
+        return listen_url
+    return urlunsplit(parts._replace(path=urlsplit(database_url).path))
+
+
 def _duration(value: Any, name: str) -> timedelta:
     return parse_duration(value, field=name)
 
@@ -92,6 +116,8 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "max_pool": _count,
     "secret": _text,
     "admin_token": _text,
+    "listen_url": _database_url,
+    "pgbouncer": _flag,
 }
 
 
@@ -116,6 +142,13 @@ class Settings:
     secret: str | None = field(default=None, repr=False)
     #: Bearer token of the HTTP app's admin endpoints and dashboard.
     admin_token: str | None = field(default=None, repr=False)
+    #: A direct PostgreSQL URL (no pooler in between) for LISTEN, migrations and
+    #: advisory locks; None uses ``database_url``. Without a database name, that of
+    #: ``database_url``.
+    listen_url: str | None = field(default=None, repr=False)
+    #: ``database_url`` goes through PgBouncer in transaction pooling: no prepared
+    #: statement outlives its transaction, and ``listen_url`` is required.
+    pgbouncer: bool = False
 
     def __post_init__(self) -> None:
         if self.lease <= timedelta(0):
@@ -132,6 +165,12 @@ class Settings:
             raise ValueError(f"max_pool: must be at least 1, got {self.max_pool}")
         if self.min_pool > self.max_pool:
             raise ValueError(f"min_pool: {self.min_pool} is more than max_pool ({self.max_pool})")
+        if self.pgbouncer and self.listen_url is None:
+            raise ValueError(
+                "pgbouncer: needs listen_url (FORGEFLOW_LISTEN_URL), a direct PostgreSQL "
+                "URL: LISTEN, migrations and advisory locks cannot go through "
+                "transaction pooling"
+            )
 
     @classmethod
     def load(

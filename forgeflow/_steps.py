@@ -20,7 +20,7 @@ from ._serde import decode_result, dumps, encode_result, error_info, loads, retu
 from .errors import DatabaseError, SerializationError, StepFailed, StepTimeout
 
 if TYPE_CHECKING:
-    from ._context import WorkflowContext
+    from ._runstate import RunContext
 
 __all__ = ["RetryPolicy", "StepRunner", "invoke"]
 
@@ -83,7 +83,7 @@ class StepRunner(Generic[T]):
 
     def __init__(
         self,
-        ctx: WorkflowContext,
+        ctx: RunContext,
         name: str,
         fn: Callable[..., T | Awaitable[T]],
         args: tuple[Any, ...],
@@ -173,9 +173,9 @@ class StepRunner(Generic[T]):
             attempts = row.attempts
             pending = (loads(row.error) or {}).get("retry_at")
             retry_at = datetime.fromisoformat(pending) if pending else None
-        ctx._before_new_work(self.name)
+        ctx.before_new_work(self.name)
         if retry_at is not None:
-            await ctx._wait_until(retry_at, {"kind": "retry", "step": self.name})
+            await ctx.wait_until(retry_at, {"kind": "retry", "step": self.name})
         return await self._attempts(attempts)
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -195,18 +195,18 @@ class StepRunner(Generic[T]):
 
     async def _attempts(self, attempt: int) -> T:
         ctx = self._ctx
-        clock = ctx._clock
+        clock = ctx.clock
         while True:
             attempt += 1
             # Every attempt is new work: none starts past the lease or after a cancel.
-            ctx._before_new_work(self.name)
+            ctx.before_new_work(self.name)
             started = clock.now()
-            ctx._attempt_started(self.name, attempt, started)
+            ctx.attempt_started(self.name, attempt, started)
             try:
                 value: T = await invoke(self._fn, self.args, self.kwargs, self._timeout, self.name)
                 text, tag = encode_result(value, self.name)
             except Exception as exc:
-                ctx._attempt_ended(self.name)
+                ctx.attempt_ended(self.name)
                 policy = self._retry
                 if (
                     not isinstance(exc, SerializationError)
@@ -218,12 +218,12 @@ class StepRunner(Generic[T]):
                     continue
                 return await self._failed(exc, attempt, started)
             except BaseException:
-                ctx._attempt_ended(self.name)
+                ctx.attempt_ended(self.name)
                 raise
-            ctx._attempt_ended(self.name)
+            ctx.attempt_ended(self.name)
             completed = clock.now()
             try:
-                await ctx._checkpoint(
+                await ctx.checkpoint(
                     Checkpoint(
                         self.name,
                         "step",
@@ -248,7 +248,7 @@ class StepRunner(Generic[T]):
             ctx.journal.reached(completed)
             if self._compensation is not None:
                 ctx.journal.push_compensation(self.name, self._compensation, value)
-            await ctx._emit(
+            await ctx.emit(
                 "step_completed",
                 step=self.name,
                 attempts=attempt,
@@ -260,9 +260,9 @@ class StepRunner(Generic[T]):
         self, exc: Exception, attempt: int, started: datetime, delay: float
     ) -> None:
         ctx = self._ctx
-        retry_at = ctx._clock.now() + timedelta(seconds=delay)
+        retry_at = ctx.clock.now() + timedelta(seconds=delay)
         error = {**error_info(exc), "retry_at": retry_at.isoformat()}
-        await ctx._checkpoint(
+        await ctx.checkpoint(
             Checkpoint(
                 self.name,
                 "step",
@@ -272,7 +272,7 @@ class StepRunner(Generic[T]):
                 started_at=started,
             )
         )
-        await ctx._emit(
+        await ctx.emit(
             "step_failed",
             step=self.name,
             attempt=attempt,
@@ -280,13 +280,13 @@ class StepRunner(Generic[T]):
             error=error["message"],
             retry_in_s=delay,
         )
-        await ctx._wait_until(retry_at, {"kind": "retry", "step": self.name})
+        await ctx.wait_until(retry_at, {"kind": "retry", "step": self.name})
 
     async def _failed(self, exc: Exception, attempt: int, started: datetime) -> T:
         ctx = self._ctx
         error = error_info(exc)
         status = StepStatus.SKIPPED if self._optional else StepStatus.FAILED
-        await ctx._checkpoint(
+        await ctx.checkpoint(
             Checkpoint(
                 self.name,
                 "step",
@@ -294,10 +294,10 @@ class StepRunner(Generic[T]):
                 error=dumps(error),
                 attempts=attempt,
                 started_at=started,
-                completed_at=ctx._clock.now(),
+                completed_at=ctx.clock.now(),
             )
         )
-        await ctx._emit(
+        await ctx.emit(
             "step_failed",
             step=self.name,
             attempt=attempt,

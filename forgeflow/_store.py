@@ -90,16 +90,27 @@ class Store:
     bookkeeping during a run is never the workflow's failure.
     """
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, db: Any = None, engine: bool = False) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        db: Any = None,
+        engine: bool = False,
+        *,
+        direct_dsn: str | None = None,
+    ) -> None:
         self.pool = pool
         self.dsn = dsn
+        # Where what needs a session of its own (LISTEN, migrations, advisory locks)
+        # connects when the pool goes through a transaction pooler; None: ``dsn``.
+        self.direct_dsn = direct_dsn
         # What statements run on: the pool, or one connection held by an executing run.
         self._db: Any = pool if db is None else db
         self._engine = engine
 
     def bind(self, conn: Any, *, engine: bool = True) -> Store:
         """A store whose statements all run on ``conn`` (the pool or one connection)."""
-        return Store(self.pool, self.dsn, conn, engine)
+        return Store(self.pool, self.dsn, conn, engine, direct_dsn=self.direct_dsn)
 
     @property
     def closing(self) -> bool:
@@ -186,9 +197,22 @@ class Store:
 
     @classmethod
     async def open(
-        cls, dsn: str, *, min_size: int = 2, max_size: int = 20, migrate: bool = True
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 20,
+        migrate: bool = True,
+        direct_dsn: str | None = None,
+        pgbouncer: bool = False,
     ) -> Store:
-        """Open a pool on ``dsn`` and, unless told not to, apply pending migrations."""
+        """Open a pool on ``dsn`` and, unless told not to, apply pending migrations.
+
+        ``pgbouncer``: ``dsn`` goes through a transaction pooler, where a named prepared
+        statement would outlive the server connection it was prepared on: statements
+        are sent unnamed (parsed again each time). ``direct_dsn`` is then where LISTEN,
+        migrations and advisory locks go.
+        """
         try:
             pool = await asyncpg.create_pool(
                 dsn,
@@ -196,6 +220,7 @@ class Store:
                 max_size=max_size,
                 reset=_no_reset,
                 server_settings={"application_name": "forgeflow"},
+                statement_cache_size=0 if pgbouncer else 100,
             )
         except asyncpg.TooManyConnectionsError as exc:
             # The pool opens min_pool connections at once: the server had no room for them.
@@ -207,7 +232,7 @@ class Store:
             ) from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
-        store = cls(pool, dsn)
+        store = cls(pool, dsn, direct_dsn=direct_dsn)
         if migrate:
             await store.migrate()
         return store
@@ -219,14 +244,43 @@ class Store:
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations; returns the versions applied."""
-        async with self.pool.acquire() as conn:
+        conn = await self._session()
+        try:
             return await apply_migrations(conn)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._end_session(conn)
+
+    async def _session(self) -> Any:
+        """A connection whose session is the caller's until ``_end_session`` (advisory
+        locks held across statements): a direct one when the pool goes through a pooler."""
+        if self.direct_dsn is None:
+            return await self.pool.acquire()
+        return await self._connect_direct()
+
+    async def _end_session(self, conn: Any) -> None:
+        if self.direct_dsn is None:
+            await self.pool.release(conn)
+        else:
+            await conn.close()
+
+    async def _connect_direct(self) -> asyncpg.Connection:
+        """A connection of its own, outside the pool: on ``direct_dsn`` when set."""
+        settings = {"application_name": "forgeflow"}
+        if self.direct_dsn is None:
+            return await asyncpg.connect(self.dsn, server_settings=settings)
+        try:
+            return await asyncpg.connect(self.direct_dsn, server_settings=settings)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL at listen_url (FORGEFLOW_LISTEN_URL): {exc}"
+            ) from exc
 
     async def listen(
         self, channels: Sequence[str], callback: Callable[[str, str], None]
     ) -> asyncpg.Connection:
         """A dedicated connection LISTENing on ``channels``; callback(channel, payload)."""
-        conn = await asyncpg.connect(self.dsn, server_settings={"application_name": "forgeflow"})
+        conn = await self._connect_direct()
         for channel in channels:
             await conn.add_listener(channel, lambda _c, _pid, ch, payload: callback(ch, payload))
         return conn
@@ -803,7 +857,7 @@ class Store:
     async def exclusive(self, key: int) -> AsyncIterator[Store | None]:
         """A store on one connection holding advisory lock ``key``, or None if taken."""
         try:
-            conn = await self.pool.acquire()
+            conn = await self._session()
         except _DRIVER_ERRORS as exc:
             raise self._wrap("acquire a connection", exc) from exc
         try:
@@ -819,7 +873,7 @@ class Store:
                     await held._fetchval("advisory_unlock", key)
         finally:
             with anyio.CancelScope(shield=True):
-                await self.pool.release(conn)
+                await self._end_session(conn)
 
     # -- checking a deploy -------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from ._store import ISOLATION_LEVELS, StoreTransaction, is_conflict
 from .errors import SerializationError
 
 if TYPE_CHECKING:
-    from ._context import WorkflowContext
+    from ._runstate import RunContext
 
 __all__ = ["TransactionRunner", "TransactionalCompensation"]
 
@@ -64,18 +64,18 @@ class TransactionalCompensation:
     def __call__(self, result: Any) -> Any:
         raise TypeError("a transactional compensation runs through commit(), in a transaction")
 
-    async def commit(self, ctx: WorkflowContext, step: str, result: Any, at: datetime) -> None:
+    async def commit(self, ctx: RunContext, step: str, result: Any, at: datetime) -> None:
         """Run the undo and mark ``step`` compensated in one transaction (LeaseLost if
         the lease is gone: nothing is then committed)."""
         tries = 0
         while True:
             tries += 1
             try:
-                async with ctx._store.transaction(self.isolation) as tx:
+                async with ctx.store.transaction(self.isolation) as tx:
                     await self.fn(tx.conn, result)
-                    if ctx._lease.expired:
+                    if ctx.lease.expired:
                         raise LeaseLost()
-                    if not await tx.mark_compensated(ctx.run_id, ctx._worker, step, at):
+                    if not await tx.mark_compensated(ctx.run_id, ctx.worker_id, step, at):
                         raise LeaseLost()
                 return
             except (Exception, EngineFault) as exc:
@@ -92,7 +92,7 @@ class TransactionRunner(StepRunner[T]):
 
     def __init__(
         self,
-        ctx: WorkflowContext,
+        ctx: RunContext,
         name: str,
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
@@ -123,10 +123,10 @@ class TransactionRunner(StepRunner[T]):
 
     async def _attempts(self, attempt: int) -> T:
         ctx = self._ctx
-        clock = ctx._clock
+        clock = ctx.clock
         while True:
             attempt += 1
-            ctx._before_new_work(self.name)
+            ctx.before_new_work(self.name)
             started = clock.now()
             try:
                 value, checkpoint, cancel = await self._commit(attempt, started)
@@ -141,7 +141,7 @@ class TransactionRunner(StepRunner[T]):
                     await self._retry_later(exc, attempt, started, policy.delay_after(attempt))
                     continue
                 return await self._failed(exc, attempt, started)
-            # Committed: what follows is what ctx._checkpoint does once its write is in.
+            # Committed: what follows is what ctx.checkpoint does once its write is in.
             ctx.journal.record(checkpoint)
             if cancel and not ctx.cancel_requested:
                 ctx.request_cancel()
@@ -150,7 +150,7 @@ class TransactionRunner(StepRunner[T]):
             if self._compensation is not None:
                 ctx.journal.push_compensation(self.name, self._compensation, value)
             assert completed is not None
-            await ctx._emit(
+            await ctx.emit(
                 "step_completed",
                 step=self.name,
                 attempts=attempt,
@@ -167,14 +167,14 @@ class TransactionRunner(StepRunner[T]):
         while True:
             tries += 1
             try:
-                async with ctx._store.transaction(self._isolation) as tx:
+                async with ctx.store.transaction(self._isolation) as tx:
                     return await self._in_transaction(tx, attempt, started)
             except (Exception, EngineFault) as exc:
                 if not is_conflict(exc) or tries > CONFLICT_RETRIES:
                     raise
                 ctx.log.info("transaction_retried", step=self.name, attempt=attempt, tries=tries)
                 await _backoff(tries)
-                ctx._before_new_work(self.name)
+                ctx.before_new_work(self.name)
 
     async def _in_transaction(
         self, tx: StoreTransaction, attempt: int, started: datetime
@@ -192,13 +192,13 @@ class TransactionRunner(StepRunner[T]):
             None,
             attempt,
             started,
-            ctx._clock.now(),
+            ctx.clock.now(),
         )
         # Past the lease as this worker knows it, another worker may be executing the
         # run: give up without the round trip (the block's exit rolls everything back).
-        if ctx._lease.expired:
+        if ctx.lease.expired:
             raise LeaseLost()
-        cancel = await tx.checkpoint_step(ctx.run_id, ctx._worker, checkpoint)
+        cancel = await tx.checkpoint_step(ctx.run_id, ctx.worker_id, checkpoint)
         if cancel is None:
             raise LeaseLost()
         return value, checkpoint, bool(cancel)

@@ -6,19 +6,20 @@ import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._durations import Duration, parse_duration
 from ._journal import Checkpoint, StepRow
 from ._models import Decision, Outcome, StepStatus
 from ._records import hook_url
+from ._runstate import RunContext
 from ._serde import dumps, error_info, loads
 from ._signals import LeaseLost, SuspendSignal
 from .errors import ChildWorkflowFailed, EventTimeout, PollTimeout
 
 if TYPE_CHECKING:
-    from ._context import WorkflowContext
     from ._definitions import WorkflowDefinition
+    from ._steps import StepRunner
 
 __all__ = ["ChildHandle", "EventWait", "Hook"]
 
@@ -26,11 +27,11 @@ T = TypeVar("T")
 _CHILD_NAMESPACE = uuid.UUID("5f0b6a43-2c1e-4d55-9a57-0e4f0c6d2b71")
 
 
-def warn_past_deadline(ctx: WorkflowContext, step: str, until: datetime | None) -> None:
+def warn_past_deadline(ctx: RunContext, step: str, until: datetime | None) -> None:
     """Log ``wait_exceeds_deadline`` if a new wait would end after the run's deadline."""
     # The deadline wins: such a run is rolled back at its deadline, never reaching the
     # wait's own timeout (a hook's on_timeout, an event's timeout, a sleep's wake time).
-    deadline = ctx.started_at + ctx._definition.timeout
+    deadline = ctx.started_at + ctx.definition.timeout
     if until is not None and until > deadline:
         ctx.log.warning(
             "wait_exceeds_deadline",
@@ -43,31 +44,31 @@ def warn_past_deadline(ctx: WorkflowContext, step: str, until: datetime | None) 
 # -- sleeping -------------------------------------------------------------------------
 
 
-async def sleep(ctx: WorkflowContext, duration: Duration, base: str) -> None:
+async def sleep(ctx: RunContext, duration: Duration, base: str) -> None:
     """Checkpoint the wake time once, then wait for it (in place or suspended)."""
     seconds = parse_duration(duration).total_seconds()
     await _sleep_to(ctx, base, lambda now: now + timedelta(seconds=seconds))
 
 
-async def sleep_until(ctx: WorkflowContext, when: datetime, base: str) -> None:
+async def sleep_until(ctx: RunContext, when: datetime, base: str) -> None:
     """Like sleep, to an absolute timezone-aware time."""
     if when.tzinfo is None:
         raise ValueError("sleep_until: 'when' must be timezone-aware")
     await _sleep_to(ctx, base, lambda _now: when)
 
 
-async def _sleep_to(ctx: WorkflowContext, base: str, wake: Callable[[datetime], datetime]) -> None:
-    name = ctx._name(base)
+async def _sleep_to(ctx: RunContext, base: str, wake: Callable[[datetime], datetime]) -> None:
+    name = ctx.next_name(base)
     row = ctx.journal.get(name)
     if row is not None and row.completed_at is not None:
         wake_at = row.completed_at
     else:
-        ctx._before_new_work(name)
-        now = ctx._clock.now()
+        ctx.before_new_work(name)
+        now = ctx.clock.now()
         wake_at = wake(now)
         warn_past_deadline(ctx, name, wake_at)
         # The wake time is the checkpoint: a replay waits for what is left, never anew.
-        await ctx._checkpoint(
+        await ctx.checkpoint(
             Checkpoint(
                 name,
                 "sleep",
@@ -79,7 +80,7 @@ async def _sleep_to(ctx: WorkflowContext, base: str, wake: Callable[[datetime], 
             )
         )
     ctx.journal.time = max(ctx.journal.time, wake_at)
-    await ctx._wait_until(wake_at, {"kind": "sleep", "step": name})
+    await ctx.wait_until(wake_at, {"kind": "sleep", "step": name})
 
 
 # -- resume hooks ---------------------------------------------------------------------
@@ -88,7 +89,7 @@ async def _sleep_to(ctx: WorkflowContext, base: str, wake: Callable[[datetime], 
 class Hook:
     """A resume hook: send ``url`` to a person or system, then ``await wait()``."""
 
-    def __init__(self, ctx: WorkflowContext, hook_id: str, name: str) -> None:
+    def __init__(self, ctx: RunContext, hook_id: str, name: str) -> None:
         self._ctx = ctx
         self.id = hook_id
         self.name = name
@@ -96,7 +97,7 @@ class Hook:
     @property
     def url(self) -> str:
         """Where a decision is posted (GET with ?decision=… works from an email link)."""
-        return hook_url(self._ctx._settings.base_url, self.id)
+        return hook_url(self._ctx.settings.base_url, self.id)
 
     def url_for(self, decision: str | Outcome) -> str:
         """A one-click link for ``decision`` (e.g. an Approve button in an email)."""
@@ -105,12 +106,12 @@ class Hook:
     async def wait(self) -> Decision:
         """Activate the hook and suspend until a decision arrives or the timeout passes."""
         ctx = self._ctx
-        step = ctx._name(self.name)
+        step = ctx.next_name(self.name)
         row = ctx.journal.get(step)
         if row is not None and row.status == StepStatus.COMPLETED:
             ctx.journal.reached(row.completed_at)
             return Decision.model_validate_json(row.result or "{}")
-        store, now = ctx._store, ctx._clock.now()
+        store, now = ctx.store, ctx.clock.now()
         while True:
             hook = await store.get_hook(self.id)
             if hook is None:
@@ -128,11 +129,11 @@ class Hook:
                 await store.activate_hook(self.id, now)
                 continue
             else:
-                ctx._before_new_work(step)
+                ctx.before_new_work(step)
                 wait = {"kind": "hook", "step": step, "hook_id": self.id}
                 raise SuspendSignal(hook["expires_at"], wait)
             break
-        await ctx._checkpoint(
+        await ctx.checkpoint(
             Checkpoint(
                 step,
                 "wait",
@@ -143,14 +144,14 @@ class Hook:
             )
         )
         ctx.journal.reached(now)
-        await ctx._emit(
+        await ctx.emit(
             "run_resumed", step=step, outcome=decision.outcome.value, timed_out=decision.timed_out
         )
         return decision
 
 
 async def create_hook(
-    ctx: WorkflowContext,
+    ctx: RunContext,
     name: str,
     timeout: Duration | None,
     on_timeout: str,
@@ -162,15 +163,15 @@ async def create_hook(
         raise ValueError(
             f"on_timeout: {on_timeout!r} is not one of {', '.join(o.value for o in Outcome)}"
         )
-    step = ctx._name(f"hook:{name}")
+    step = ctx.next_name(f"hook:{name}")
     row = ctx.journal.get(step)
     if row is not None:
         return Hook(ctx, loads(row.result), name)
     fallback = Outcome(on_timeout).value
     seconds = None if timeout is None else parse_duration(timeout, field="timeout").total_seconds()
-    ctx._before_new_work(step)
+    ctx.before_new_work(step)
     if seconds is not None:
-        warn_past_deadline(ctx, step, ctx._clock.now() + timedelta(seconds=seconds))
+        warn_past_deadline(ctx, step, ctx.clock.now() + timedelta(seconds=seconds))
     if hook_id is None:
         new_id = f"webhook_{ctx.run_id}_{name}_{secrets.token_urlsafe(24)}"
     else:
@@ -179,16 +180,16 @@ async def create_hook(
             # Clients rewrite "." and ".." path segments even percent-encoded, and an
             # empty one names the hooks list: no hook URL could reach such an id.
             raise ValueError(f"hook_id: the template gives {new_id!r}, which no URL can name")
-    ok = await ctx._store.insert_hook(
+    ok = await ctx.store.insert_hook(
         ctx.run_id,
-        ctx._worker,
+        ctx.worker_id,
         new_id,
         name,
         step,
         fallback,
         seconds,
         dumps(dict(metadata or {})),
-        ctx._clock.now(),
+        ctx.clock.now(),
     )
     if not ok:
         raise LeaseLost()
@@ -202,7 +203,7 @@ async def create_hook(
 class EventWait:
     """Interest in an event, registered durably; ``await wait()`` returns its payload."""
 
-    def __init__(self, ctx: WorkflowContext, step: str, event_type: str) -> None:
+    def __init__(self, ctx: RunContext, step: str, event_type: str) -> None:
         self._ctx = ctx
         self.step = step
         self.event_type = event_type
@@ -217,19 +218,19 @@ class EventWait:
             return loads(row.result)
         if row is not None and row.status == StepStatus.FAILED:
             raise EventTimeout(f"no {self.event_type!r} event arrived in time")
-        store = ctx._store
+        store = ctx.store
         while True:
-            now = ctx._clock.now()
+            now = ctx.clock.now()
             state = await store.get_event_wait(ctx.run_id, self.step)
             if state is None:
                 raise LeaseLost()
             if state["status"] == "delivered":
                 payload = state["payload"]
-                await ctx._checkpoint(
+                await ctx.checkpoint(
                     Checkpoint(self.step, "event", StepStatus.COMPLETED, payload, completed_at=now)
                 )
                 ctx.journal.reached(now)
-                await ctx._emit("run_resumed", step=self.step, event_type=self.event_type)
+                await ctx.emit("run_resumed", step=self.step, event_type=self.event_type)
                 return loads(payload)
             expires = state["expires_at"]
             if state["status"] == "expired" or (expires is not None and expires <= now):
@@ -239,32 +240,32 @@ class EventWait:
                     continue
                 message = f"no {self.event_type!r} event arrived in time"
                 error = dumps(error_info(EventTimeout(message)))
-                await ctx._checkpoint(
+                await ctx.checkpoint(
                     Checkpoint(self.step, "event", StepStatus.FAILED, error=error, completed_at=now)
                 )
                 ctx.journal.reached(now)
                 raise EventTimeout(message)
-            ctx._before_new_work(self.step)
+            ctx.before_new_work(self.step)
             raise SuspendSignal(
                 expires, {"kind": "event", "step": self.step, "event_type": self.event_type}
             )
 
 
 async def expect_event(
-    ctx: WorkflowContext,
+    ctx: RunContext,
     event_type: str,
     match: Mapping[str, Any] | None,
     timeout: Duration | None,
 ) -> EventWait:
     """Register the wait once; events sent from now on are kept for it."""
-    step = ctx._name(f"event:{event_type}")
+    step = ctx.next_name(f"event:{event_type}")
     if step not in ctx.journal:
-        ctx._before_new_work(step)
-        now = ctx._clock.now()
+        ctx.before_new_work(step)
+        now = ctx.clock.now()
         expires = None if timeout is None else now + parse_duration(timeout, field="timeout")
         warn_past_deadline(ctx, step, expires)
-        ok = await ctx._store.insert_event_wait(
-            ctx.run_id, ctx._worker, step, event_type, dumps(dict(match or {})), now, expires
+        ok = await ctx.store.insert_event_wait(
+            ctx.run_id, ctx.worker_id, step, event_type, dumps(dict(match or {})), now, expires
         )
         if not ok:
             raise LeaseLost()
@@ -279,7 +280,7 @@ class ChildHandle(Generic[T]):
     """A started child run; ``await result()`` waits for it without holding a worker."""
 
     def __init__(
-        self, ctx: WorkflowContext, run_id: str, definition: WorkflowDefinition[Any, T]
+        self, ctx: RunContext, run_id: str, definition: WorkflowDefinition[Any, T]
     ) -> None:
         self._ctx = ctx
         self.run_id = run_id
@@ -288,7 +289,7 @@ class ChildHandle(Generic[T]):
     async def result(self) -> T:
         """The child's output; ChildWorkflowFailed if it was rolled back or failed."""
         ctx = self._ctx
-        step = ctx._name(f"join:{self.definition.name}")
+        step = ctx.next_name(f"join:{self.definition.name}")
         row = ctx.journal.get(step)
         if row is None or row.status not in (StepStatus.COMPLETED, StepStatus.FAILED):
             row = await self._await_child(step)
@@ -303,12 +304,12 @@ class ChildHandle(Generic[T]):
 
     async def _await_child(self, step: str) -> StepRow:
         ctx = self._ctx
-        outcome = await ctx._store.get_run_outcome(self.run_id)
+        outcome = await ctx.store.get_run_outcome(self.run_id)
         if outcome is None:
             raise LeaseLost()
-        status, now = outcome["status"], ctx._clock.now()
+        status, now = outcome["status"], ctx.clock.now()
         if status == "completed":
-            await ctx._checkpoint(
+            await ctx.checkpoint(
                 Checkpoint(step, "child", StepStatus.COMPLETED, outcome["output"], completed_at=now)
             )
         elif status in ("compensated", "failed"):
@@ -318,11 +319,11 @@ class ChildHandle(Generic[T]):
                 f"{status}: {cause.get('message', '')}"
             )
             error = {"type": "ChildWorkflowFailed", "message": message, "status": status}
-            await ctx._checkpoint(
+            await ctx.checkpoint(
                 Checkpoint(step, "child", StepStatus.FAILED, error=dumps(error), completed_at=now)
             )
         else:
-            ctx._before_new_work(step)
+            ctx.before_new_work(step)
             raise SuspendSignal(None, {"kind": "child", "step": step, "child_run_id": self.run_id})
         ctx.journal.reached(now)
         row = ctx.journal.get(step)
@@ -331,7 +332,7 @@ class ChildHandle(Generic[T]):
 
 
 async def start_child(
-    ctx: WorkflowContext,
+    ctx: RunContext,
     workflow: WorkflowDefinition[Any, T] | str,
     input: Any,
     detached: bool,
@@ -340,22 +341,22 @@ async def start_child(
     """Create the child run and the parent's checkpoint in one statement, once."""
     if isinstance(workflow, str):
         definition = (
-            ctx._registry.get(workflow)
+            ctx.registry.get(workflow)
             if version is None
-            else ctx._registry.get_version(workflow, version)
+            else ctx.registry.get_version(workflow, version)
         )
     else:
         definition = workflow
-    step = ctx._name(f"child:{definition.name}")
+    step = ctx.next_name(f"child:{definition.name}")
     row = ctx.journal.get(step)
     if row is not None:
         return ChildHandle(ctx, loads(row.result), definition)
-    ctx._before_new_work(step)
+    ctx.before_new_work(step)
     value = definition.validate_input(input)
     child_id = str(uuid.uuid5(_CHILD_NAMESPACE, f"{ctx.run_id}/{step}"))
-    ok = await ctx._store.insert_child(
+    ok = await ctx.store.insert_child(
         ctx.run_id,
-        ctx._worker,
+        ctx.worker_id,
         child_id,
         definition.name,
         definition.version,
@@ -363,7 +364,7 @@ async def start_child(
         definition.dump_input(value),
         step,
         detached,
-        ctx._clock.now(),
+        ctx.clock.now(),
         definition.timeout.total_seconds(),
     )
     if not ok:
@@ -375,8 +376,16 @@ async def start_child(
 # -- polling --------------------------------------------------------------------------
 
 
+class PollingContext(RunContext, Protocol):
+    """A run context that also makes steps (polling's attempts are ordinary steps)."""
+
+    def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> StepRunner[Any]:
+        """A checkpointed step calling ``fn(*args, **kwargs)``."""
+        ...
+
+
 async def poll(
-    ctx: WorkflowContext,
+    ctx: PollingContext,
     name: str,
     fn: Callable[..., Any],
     args: tuple[Any, ...],

@@ -27,6 +27,7 @@ import anyio
 import structlog
 
 from . import __version__
+from ._cli_log import configure_logging, default_log_format, log_format
 from ._cli_repair import add_repair_commands
 from ._cli_schedules import add_schedule_commands
 from ._client import Forgeflow
@@ -40,6 +41,13 @@ from .errors import ForgeflowError
 __all__ = ["main"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPATIBLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# A long-running command's stderr is a log stream: its own lines (start, stop, the error
+# that ended it) are log lines too, in the configured format. A one-shot command answers
+# a person or a script: its error stays one plain line.
+_LONG_RUNNING = ("worker", "serve")
+
+log = structlog.get_logger("forgeflow.cli")
 
 
 class CliError(Exception):
@@ -172,19 +180,21 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         _connect(args, registry, settings) as ff,
         ff.worker(concurrency=args.concurrency, queues=_queues(args), grace=args.grace) as worker,
     ):
-        names = ", ".join(registry.names())
-        out(
-            f"forgeflow worker {worker.worker_id}: {names} on queues "
-            f"{', '.join(worker.queues)} (concurrency {args.concurrency}, "
-            f"lease {worker.lease_seconds:g}s, hook links on {settings.base_url}); "
-            "SIGTERM or Ctrl-C stops it gracefully",
-            sys.stderr,
+        log.info(
+            "worker_ready",
+            worker=worker.worker_id,
+            workflows=registry.names(),
+            queues=list(worker.queues),
+            concurrency=args.concurrency,
+            lease_s=worker.lease_seconds,
+            base_url=settings.base_url,
+            stop_with="SIGTERM or Ctrl-C (graceful)",
         )
         signum = await _until_signalled()
-        out(
-            f"forgeflow worker: {signal.Signals(signum).name}, stopping "
-            f"(up to {args.grace} for running steps)",
-            sys.stderr,
+        log.info(
+            "worker_stopping",
+            signal=signal.Signals(signum).name,
+            grace=args.grace,
         )
     return EXIT_OK
 
@@ -243,19 +253,17 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
             async def stop_on_signal() -> None:
                 signum = await _until_signalled()
-                out(f"forgeflow serve: {signal.Signals(signum).name}, stopping", sys.stderr)
+                log.info("server_stopping", signal=signal.Signals(signum).name)
                 app.state.forgeflow.close_streams()
                 server.should_exit = True
 
             group.start_soon(stop_on_signal)
-            with_worker = (
-                "without a worker"
-                if worker is None
-                else (f"with a worker (concurrency {args.concurrency})")
-            )
-            out(
-                f"forgeflow: serving {base_url}/ ({', '.join(registry.names())}) {with_worker}",
-                sys.stderr,
+            log.info(
+                "serving",
+                url=f"{base_url}/",
+                workflows=registry.names(),
+                worker=worker is not None,
+                concurrency=None if worker is None else args.concurrency,
             )
             await server.serve(sockets=[sock])
             group.cancel_scope.cancel()
@@ -556,6 +564,14 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=flag, help="show forgeflow's logs on stderr"
     )
+    parser.add_argument(
+        "--log-format",
+        type=log_format,
+        default=default,
+        metavar="FORMAT",
+        help="how log lines look on stderr: console, logfmt (key=value) or json "
+        "(default: $FORGEFLOW_LOG_FORMAT, else console)",
+    )
 
 
 def _worker_options(parser: argparse.ArgumentParser, *, serving: bool = False) -> None:
@@ -700,23 +716,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configure_logging(args: argparse.Namespace) -> None:
     # Logs never go to stdout, which belongs to the command's output (and --json).
-    long_running = args.command in ("worker", "serve")
+    long_running = args.command in _LONG_RUNNING
     level = logging.INFO if args.verbose or long_running else logging.WARNING
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.StackInfoRenderer(),
-            structlog.dev.set_exc_info,
-            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
-            # Colours only for a person at a terminal, never in a pipe or a log file.
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_format or default_log_format(), level, sys.stderr)
+
+
+def _report(args: argparse.Namespace, event: str, line: str, **fields: Any) -> None:
+    """Tell what ended the command: a log line (worker, serve), else ``line``, plain."""
+    if args.command in _LONG_RUNNING:
+        log.error(event, **fields)
+    else:
+        out(f"forgeflow: {line}", sys.stderr)
 
 
 def _first_error(exc: BaseException) -> BaseException:
@@ -728,26 +738,35 @@ def _first_error(exc: BaseException) -> BaseException:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``forgeflow`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    _configure_logging(args)
+    try:
+        _configure_logging(args)
+    except ValueError as exc:  # FORGEFLOW_LOG_FORMAT names no format
+        out(f"forgeflow: error: {exc}", sys.stderr)
+        return EXIT_ERROR
     try:
         code: int = anyio.run(args.handler, args)
         return code
     except BaseException as raised:
-        exc = _first_error(raised)
-        if isinstance(exc, KeyboardInterrupt):
-            out("forgeflow: interrupted", sys.stderr)
+        problem = _first_error(raised)
+        if isinstance(problem, KeyboardInterrupt):
+            _report(args, "interrupted", "interrupted")
             return EXIT_INTERRUPTED
-        if isinstance(exc, SystemExit):
-            return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
-        if isinstance(exc, CliError | ForgeflowError):
-            out(f"forgeflow: error: {exc}", sys.stderr)
+        if isinstance(problem, SystemExit):
+            return int(problem.code) if isinstance(problem.code, int) else EXIT_ERROR
+        if isinstance(problem, CliError | ForgeflowError):
+            _report(args, "command_failed", f"error: {problem}", error=str(problem))
             return EXIT_ERROR
-        if not isinstance(exc, Exception):
+        if not isinstance(problem, Exception):
             raise
-        if args.verbose:
-            traceback.print_exception(exc, file=sys.stderr)
-        out(
-            f"forgeflow: unexpected error: {type(exc).__name__}: {exc} (-v shows where)", sys.stderr
+        if args.verbose and args.command not in _LONG_RUNNING:
+            traceback.print_exception(problem, file=sys.stderr)
+        _report(
+            args,
+            "command_crashed",
+            f"unexpected error: {type(problem).__name__}: {problem} (-v shows where)",
+            error_type=type(problem).__name__,
+            error=str(problem),
+            exc_info=problem if args.verbose else None,
         )
         return EXIT_ERROR
 

@@ -19,11 +19,18 @@ Installed with forgeflow and loaded by pytest automatically (entry point ``forge
   their own next to it), else an embedded server started once for the session;
 - ``forgeflow_template_database`` (session): the migrated template's name.
 
+With ``FORGEFLOW_TEST_PGBOUNCER_URL`` set as well (a PgBouncer in transaction pooling
+whose ``[databases]`` has a wildcard entry for that server), the databases are still
+created on the server directly, but ``forgeflow_database`` hands out URLs through
+PgBouncer, and for the session ``FORGEFLOW_PGBOUNCER=1`` and ``FORGEFLOW_LISTEN_URL``
+(the server, direct) are set unless they already are.
+
 The async fixtures need pytest-asyncio (any mode); they run on the loop your tests use.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
@@ -72,11 +79,13 @@ def forgeflow_template_database(forgeflow_postgres: str) -> Iterator[str]:
 def _forgeflow_database_pool(
     forgeflow_postgres: str, forgeflow_template_database: str
 ) -> Iterator[DatabasePool]:
-    from forgeflow.testing._db import DatabasePool
+    from forgeflow.testing._db import DatabasePool, pgbouncer_from_env, through_pgbouncer
 
-    pool = DatabasePool(forgeflow_postgres, forgeflow_template_database)
+    via = pgbouncer_from_env()
+    pool = DatabasePool(forgeflow_postgres, forgeflow_template_database, via=via)
     try:
-        yield pool
+        with through_pgbouncer(forgeflow_postgres) if via else contextlib.nullcontext():
+            yield pool
     finally:
         pool.close()
 

@@ -145,20 +145,20 @@ def testing_context(faults: Faults) -> type[WorkflowContext]:
                 runner._fn = _injecting(fn, runner.name, failure)
             return runner
 
-        def _name(self, name: str) -> str:
-            resolved = super()._name(name)
+        def next_name(self, name: str) -> str:
+            resolved = super().next_name(name)
             faults.seen(self.run_id, resolved)
             return resolved
 
-        async def _checkpoint(self, checkpoint: Checkpoint) -> None:
-            await super()._checkpoint(checkpoint)
+        async def checkpoint(self, checkpoint: Checkpoint) -> None:
+            await super().checkpoint(checkpoint)
             name = checkpoint.name
             if checkpoint.status == "completed" and faults.take_crash(name, name.partition("#")[0]):
                 raise SimulatedCrash(self.run_id, name)
 
-        async def _emit(self, name: str, **fields: Any) -> None:
+        async def emit(self, name: str, **fields: Any) -> None:
             if name == "compensation_ran":
                 faults.compensated.setdefault(self.run_id, []).append(str(fields.get("step")))
-            await super()._emit(name, **fields)
+            await super().emit(name, **fields)
 
     return TestWorkflowContext

@@ -31,11 +31,14 @@ from ..errors import ConfigurationError
 
 __all__ = [
     "ENV_VAR",
+    "PGBOUNCER_ENV_VAR",
     "DatabasePool",
     "EmbeddedServer",
     "create_template",
     "drop_database",
+    "pgbouncer_from_env",
     "server_from_env",
+    "through_pgbouncer",
     "with_database",
 ]
 
@@ -43,6 +46,9 @@ log = structlog.get_logger("forgeflow.testing")
 
 #: The variable naming the server tests use instead of an embedded one.
 ENV_VAR = "FORGEFLOW_TEST_DATABASE_URL"
+#: The variable naming a PgBouncer (transaction pooling) in front of that server, through
+#: which tests reach their databases.
+PGBOUNCER_ENV_VAR = "FORGEFLOW_TEST_PGBOUNCER_URL"
 T = TypeVar("T")
 
 
@@ -111,9 +117,11 @@ class DatabasePool:
     would cost every test a good part of a second.
     """
 
-    def __init__(self, admin_dsn: str, template: str) -> None:
+    def __init__(self, admin_dsn: str, template: str, *, via: str | None = None) -> None:
         self.admin_dsn = admin_dsn
         self.template = template
+        # The URL the databases handed out are reached at (a PgBouncer), if not directly.
+        self.via = via
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forgeflow-test-db")
         self._next: Future[str] | None = None
 
@@ -121,7 +129,7 @@ class DatabasePool:
         name = f"forgeflow_test_{secrets.token_hex(6)}"
         statement = f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'
         asyncio.run(_execute(self.admin_dsn, statement))
-        return with_database(self.admin_dsn, name)
+        return with_database(self.via or self.admin_dsn, name)
 
     def _drop(self, dsn: str) -> None:
         name = urlsplit(dsn).path.lstrip("/")
@@ -191,4 +199,38 @@ def _quiet_server_warnings() -> Iterator[None]:
 
 def server_from_env() -> str | None:
     """The admin DSN from FORGEFLOW_TEST_DATABASE_URL, if set."""
-    return os.environ.get(ENV_VAR) or None
+    url = os.environ.get(ENV_VAR) or None
+    if url is None and pgbouncer_from_env():
+        raise ConfigurationError(
+            f"{PGBOUNCER_ENV_VAR} needs {ENV_VAR}: the server behind PgBouncer, "
+            "on which the test databases are created"
+        )
+    return url
+
+
+def pgbouncer_from_env() -> str | None:
+    """The PgBouncer URL from FORGEFLOW_TEST_PGBOUNCER_URL, if set."""
+    return os.environ.get(PGBOUNCER_ENV_VAR) or None
+
+
+@contextlib.contextmanager
+def through_pgbouncer(admin_dsn: str) -> Iterator[None]:
+    """Clients made in the block go through PgBouncer in transaction pooling.
+
+    Sets ``FORGEFLOW_PGBOUNCER=1`` and ``FORGEFLOW_LISTEN_URL`` (the server itself,
+    naming no database: each client LISTENs on its own), unless set already, and puts
+    back what was there when the block ends.
+    """
+    direct = urlunsplit(urlsplit(admin_dsn)._replace(path=""))
+    values = {"FORGEFLOW_PGBOUNCER": "1", "FORGEFLOW_LISTEN_URL": direct}
+    saved = {name: os.environ.get(name) for name in values}
+    for name, value in values.items():
+        os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        for name, before in saved.items():
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before

@@ -8,26 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from .runner import APP, ROOT, environment, executable, stop
+from .runner import spawn_worker, stop
 
 
 @pytest.fixture
 async def worker(dsn: str, tmp_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
     """`forgeflow worker tests/cli/app.py` running against the test's database."""
     log = (tmp_path / "worker.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        executable(),
-        "worker",
-        APP,
-        "--dsn",
-        dsn,
-        "--concurrency",
-        "4",
-        cwd=ROOT,
-        env=environment(),
-        stdout=log,
-        stderr=log,
-    )
+    proc = await spawn_worker(dsn, "--concurrency", "4", out=log, err=log)
     try:
         yield proc
     finally:

@@ -9,7 +9,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -63,6 +63,28 @@ async def forgeflow(*args: str, env: dict[str, str] | None = None, timeout: floa
         raise
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
+
+
+async def spawn_worker(
+    dsn: str,
+    *args: str,
+    out: IO[bytes],
+    err: IO[bytes],
+    env: dict[str, str] | None = None,
+) -> asyncio.subprocess.Process:
+    """Start `forgeflow worker tests/cli/app.py --dsn DSN ARGS…`, writing to ``out``/``err``."""
+    return await asyncio.create_subprocess_exec(
+        executable(),
+        "worker",
+        APP,
+        "--dsn",
+        dsn,
+        *args,
+        cwd=ROOT,
+        env=env or environment(),
+        stdout=out,
+        stderr=err,
+    )
 
 
 async def stop(proc: asyncio.subprocess.Process, timeout: float = 60) -> int:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from forgeflow import Forgeflow, WorkflowStatus
 from tests.support import deploy_old
+from tests.support.db import connect_direct
 from tests.support.waits_time import until
 
 from .runner import forgeflow
@@ -15,7 +14,7 @@ NEW = "tests.support.deploy_new:registry"
 
 async def start_in_flight(dsn: str) -> dict[str, str]:
     """One run of each production workflow, waiting on its hook."""
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     await conn.execute("CREATE TABLE effects (name text NOT NULL)")
     await conn.close()
     async with Forgeflow.connect(dsn, registry=deploy_old.registry) as ff, ff.worker():

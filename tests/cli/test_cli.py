@@ -12,7 +12,7 @@ import httpx
 from forgeflow._migrations import load_migrations
 from tests.support.db import create_database, drop_database, wait_for_run_status
 
-from .runner import APP, ROOT, environment, executable, forgeflow, stop
+from .runner import APP, ROOT, environment, executable, forgeflow, spawn_worker, stop
 
 
 async def start(dsn: str, name: str, input: str) -> str:
@@ -137,7 +137,8 @@ async def test_cancel_rolls_the_run_back_and_watch_reports_it(
 
 
 async def test_errors_exit_1_with_one_line_and_no_traceback(dsn: str) -> None:
-    """Unknown runs and hooks, bad input, a missing module or database: exit 1, one line."""
+    """Unknown runs and hooks, bad input, a missing module or database: exit 1, one line
+    (a log line for a worker, whose stderr is a log stream)."""
     cases = [
         (["status", "nope", "--dsn", dsn], "no run with id 'nope'"),
         (["cancel", "nope", "--dsn", dsn], "no run with id 'nope'"),
@@ -153,7 +154,11 @@ async def test_errors_exit_1_with_one_line_and_no_traceback(dsn: str) -> None:
     for (args, message), result in zip(cases, results, strict=True):
         assert result.code == 1, (args, result.err)
         assert message in result.err, (args, result.err)
-        assert result.err.startswith("forgeflow: error: ")
+        if args[0] == "worker":  # a long-running command's stderr is a log stream
+            assert re.match(r"\S+ \S+ \[error\s*\] command_failed +error=", result.err)
+        else:
+            assert result.err.startswith("forgeflow: error: ")
+        assert result.err.count("\n") == 1
         assert "Traceback" not in result.err
         assert result.out == ""
 
@@ -189,24 +194,15 @@ async def test_the_worker_stops_gracefully_on_sigterm(dsn: str, tmp_path: Path) 
     """`forgeflow worker` runs until SIGTERM, then stops cleanly with exit code 0."""
     log = tmp_path / "worker.log"
     with log.open("wb") as sink:
-        proc = await asyncio.create_subprocess_exec(
-            executable(),
-            "worker",
-            APP,
-            "--dsn",
-            dsn,
-            cwd=ROOT,
-            env=environment(),
-            stdout=sink,
-            stderr=sink,
-        )
+        proc = await spawn_worker(dsn, out=sink, err=sink)
         run_id = await start(dsn, "greet", '"sigterm"')
         await wait_for_run_status(dsn, run_id, "completed")
         assert await stop(proc) == 0
     text = log.read_text()
-    assert "SIGTERM, stopping" in text
+    assert re.search(r"worker_stopping .*signal=SIGTERM", text), text
     assert "worker_stopped" in text
     assert "Traceback" not in text
+    assert "\x1b[" not in text  # no colours: stderr is a file, not a terminal
 
 
 async def test_serve_plays_the_shell_approval_scenario(dsn: str) -> None:
@@ -230,7 +226,7 @@ async def test_serve_plays_the_shell_approval_scenario(dsn: str) -> None:
         while url is None:
             line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
             assert line, "forgeflow serve exited before serving"
-            match = re.search(r"serving (http://\S+)/ ", line)
+            match = re.search(r"serving .*url=(http://\S+)/", line)
             url = match.group(1) if match else None
         drain = asyncio.create_task(proc.stderr.read())
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
@@ -258,4 +254,4 @@ async def test_serve_plays_the_shell_approval_scenario(dsn: str) -> None:
         code = await stop(proc)
     log = (await drain).decode()
     assert code == 0, log
-    assert "SIGTERM, stopping" in log
+    assert re.search(r"server_stopping .*signal=SIGTERM", log), log

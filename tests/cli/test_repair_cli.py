@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from forgeflow import Forgeflow, Registry, WorkflowContext, workflow
+from tests.support.db import connect_direct
 
 from .runner import forgeflow
 
@@ -35,7 +34,7 @@ async def test_restart_and_fork_print_the_new_run_and_status_shows_lineage(dsn: 
     assert (body["forked_from"], body["forked_from_step"]) == (run_id, "second")
     status = await forgeflow("status", body["run_id"], "--dsn", dsn)
     assert f"{run_id} from step second" in status.out
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     try:
         copied = await conn.fetch(
             "SELECT name FROM forgeflow.workflow_steps WHERE run_id = $1", body["run_id"]

@@ -14,8 +14,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import pytest
+
+from tests.support.db import connect_direct
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TERMINAL = ("completed", "compensated", "failed")
@@ -279,7 +280,7 @@ async def test_example_runs_to_the_end_and_tells_its_story(
     assert code == 0, f"{path.name} exited {code}\n--- stdout\n{out}\n--- stderr\n{err}"
     assert out.strip(), f"{path.name} printed nothing"
     assert_in_order(out, expected.lines)
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     try:
         unfinished = await conn.fetch(
             "SELECT workflow, status FROM forgeflow.workflow_runs WHERE status <> ALL($1::text[])",

@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import asyncpg
 import httpx
 import pytest
 from starlette.requests import Request
@@ -19,6 +18,7 @@ from starlette.requests import Request
 from forgeflow import Forgeflow
 from forgeflow._http_limits import RateLimiter, parse_rate
 from forgeflow.http import DEFAULT_RATE_LIMIT, RateLimit, create_app
+from tests.support.db import connect_direct
 
 from .conftest import Serve
 from .server import LiveServer, until_status
@@ -47,7 +47,7 @@ def assert_limited(response: httpx.Response, scope: str) -> None:
 
 async def database_snapshot(dsn: str) -> dict[str, tuple[int, str]]:
     """Each forgeflow table's row count and a digest of its rows (workers' heartbeats aside)."""
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     try:
         tables = await conn.fetch(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'forgeflow'"

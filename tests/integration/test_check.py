@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 
 from forgeflow import (
@@ -18,6 +17,7 @@ from forgeflow import (
     workflow,
 )
 from tests.support import deploy_new, deploy_old
+from tests.support.db import connect_direct
 from tests.support.waits_time import until
 
 TABLES = ("forgeflow.workflow_runs", "forgeflow.workflow_steps", "forgeflow.hooks", "effects")
@@ -29,7 +29,7 @@ def waiting(record: Any) -> bool:
 
 async def snapshot(dsn: str) -> dict[str, list[str]]:
     """Every row of the tables a check could touch, as text, in a stable order."""
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     try:
         return {
             table: [r[0] for r in await conn.fetch(f"SELECT t::text FROM {table} t ORDER BY 1")]
@@ -40,7 +40,7 @@ async def snapshot(dsn: str) -> dict[str, list[str]]:
 
 
 async def effects(dsn: str) -> list[str]:
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     try:
         return sorted(r[0] for r in await conn.fetch("SELECT name FROM effects"))
     finally:
@@ -50,7 +50,7 @@ async def effects(dsn: str) -> list[str]:
 @pytest.fixture
 async def in_flight(dsn: str) -> AsyncIterator[dict[str, list[str]]]:
     """Two runs of each production workflow, executed by the old code up to their hook."""
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     await conn.execute("CREATE TABLE effects (name text NOT NULL)")
     await conn.close()
     runs: dict[str, list[str]] = {}

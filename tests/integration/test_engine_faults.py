@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from forgeflow import Forgeflow, Registry, WorkflowContext, WorkflowStatus, workflow
+from tests.support.db import connect_direct
 
 FAULTS = """
 -- One row per armed fault; `fired` is a sequence, because whatever the trigger writes in
@@ -66,7 +67,7 @@ ADMIN_SHUTDOWN = "57P01"
 @pytest.fixture
 async def faults(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the test database with the fault-injecting triggers installed."""
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     await conn.execute(FAULTS)
     try:
         yield conn
@@ -185,7 +186,7 @@ async def test_no_healthy_run_is_rolled_back_under_serializable_isolation(
     dsn: str, registry: Registry
 ) -> None:
     """With every transaction SERIALIZABLE and runs checkpointing concurrently, all complete."""
-    admin = await asyncpg.connect(dsn)
+    admin = await connect_direct(dsn)
     try:
         name = await admin.fetchval("SELECT current_database()")
         await admin.execute(

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from forgeflow._sql import QUERIES as Q
+from tests.support.db import connect_direct
 
 WAITING = 1_000_000
 # Far more than the few runs each query returns, far fewer than the waiting runs.
@@ -25,7 +26,7 @@ KEYS = ["timers:1", "timers:2"]
 async def crowded(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """The test's database with a million runs waiting on far-future timers or hooks, a
     few due, a few executing, a limited queue and a rate-limited one."""
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     try:
         await conn.execute(
             """

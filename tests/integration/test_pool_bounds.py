@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
@@ -15,7 +14,7 @@ from forgeflow import Forgeflow, Registry, WorkflowContext, WorkflowStatus, work
 from forgeflow._signals import EngineFault
 from forgeflow._store import Store
 from forgeflow.errors import DatabaseError
-from tests.support.db import wait_for
+from tests.support.db import connect_direct, direct, wait_for
 
 OWN_CONNECTIONS = (
     "SELECT count(*) FROM pg_stat_activity"
@@ -38,11 +37,14 @@ async def test_concurrency_200_runs_on_a_pool_of_6(dsn: str, registry: Registry)
             await ctx.sleep(0.01)
         return await ctx.step("again", query, ctx, first).run()
 
-    observer = await asyncpg.connect(dsn, server_settings={"application_name": "observer"})
-    progress = await asyncpg.connect(dsn, server_settings={"application_name": "observer"})
+    observer = await connect_direct(dsn, server_settings={"application_name": "observer"})
+    progress = await connect_direct(dsn, server_settings={"application_name": "observer"})
     seen: list[int] = []
+    # The server's own connections are counted: the client too connects to it directly
+    # (behind PgBouncer they would be PgBouncer's, bounded by its pool instead).
+    own = direct(dsn)
     try:
-        async with Forgeflow.connect(dsn, registry=registry, min_pool=1, max_pool=6) as ff:
+        async with Forgeflow.connect(own, registry=registry, min_pool=1, max_pool=6) as ff:
             run_ids = [await ff.start(short, n) for n in range(300)]
 
             async def sample(stop: anyio.Event) -> None:
@@ -74,12 +76,13 @@ async def test_concurrency_200_runs_on_a_pool_of_6(dsn: str, registry: Registry)
 
 @pytest.fixture
 async def limited_dsn(dsn: str) -> AsyncIterator[str]:
-    """The test's database reached through a role allowed only two connections."""
+    """The test's database reached through a role allowed only two connections (directly:
+    it is the server that refuses a third)."""
     role = f"limited_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(dsn)
+    admin = await connect_direct(dsn)
     try:
         await admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2")
-        parts = urlsplit(dsn)
+        parts = urlsplit(direct(dsn))
         host = parts.netloc.rsplit("@", 1)[-1]
         yield urlunsplit(parts._replace(netloc=f"{role}@{host}"))
         await admin.execute(

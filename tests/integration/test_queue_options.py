@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 from pydantic import BaseModel
 
@@ -22,7 +21,7 @@ from forgeflow import (
     workflow,
 )
 from forgeflow.testing import ManualClock
-from tests.support.db import wait_for
+from tests.support.db import connect_direct, wait_for
 
 EMAILS = Queue("emails", concurrency=2, key_concurrency=1, rate="100/min")
 
@@ -207,8 +206,8 @@ async def test_two_claims_at_the_same_instant_cannot_both_take_the_last_slot(
     await ff._store.declare_queue("emails", 1, None, None, None)
     await ff.start(mailer, Mail(to="a@example.com"))  # type: ignore[call-overload]
     keys = [("send_mail", 1)]
-    first = await asyncpg.connect(dsn)
-    second = await asyncpg.connect(dsn)
+    first = await connect_direct(dsn)
+    second = await connect_direct(dsn)
     try:
         first_pid, second_pid = first.get_server_pid(), second.get_server_pid()
         async with first.transaction():

@@ -7,7 +7,15 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from forgeflow import Forgeflow, Registry, WorkflowContext, WorkflowDefinition, workflow
+from forgeflow import (
+    Forgeflow,
+    Registry,
+    WorkflowContext,
+    WorkflowDefinition,
+    WorkflowStatus,
+    workflow,
+)
+from forgeflow.errors import DatabaseError
 from tests.support.db import connection
 
 LEASE_LEFT = """
@@ -98,3 +106,30 @@ async def test_a_bad_environment_variable_fails_connect_naming_it(
     with pytest.raises(ConfigurationError, match=r"^FORGEFLOW_LEASE: "):
         async with Forgeflow.connect("postgresql://postgres@127.0.0.1:1/none", registry=registry):
             pass
+
+
+async def test_what_needs_a_session_goes_to_listen_url(dsn: str, registry: Registry) -> None:
+    """With pgbouncer on, runs and their statements use database_url while LISTEN,
+    migrations and the retention lock connect to listen_url: one nobody answers fails
+    each of those with an error naming it, and nothing else."""
+
+    @workflow(version=1, registry=registry, name="noop")
+    async def noop(ctx: WorkflowContext) -> str:
+        return "done"
+
+    nowhere = "postgresql://postgres@127.0.0.1:1/none"
+    names_it = r"listen_url \(FORGEFLOW_LISTEN_URL\)"
+    async with Forgeflow.connect(
+        dsn, registry=registry, pgbouncer=True, listen_url=nowhere, migrate=False
+    ) as ff:
+        assert ff.settings.pgbouncer
+        run_id = await ff.start(noop)
+        assert (await ff.status(run_id)).status == WorkflowStatus.CREATED
+        with pytest.raises(DatabaseError, match=names_it):
+            await ff.migrate()
+        with pytest.raises(DatabaseError, match=names_it):
+            async with ff._store.exclusive(1):
+                pass
+        with pytest.raises(DatabaseError, match=names_it):
+            async with ff.worker():
+                pass

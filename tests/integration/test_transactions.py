@@ -26,6 +26,7 @@ from forgeflow import (
     workflow,
 )
 from forgeflow._store import Store
+from tests.support.db import connect_direct
 
 LEDGER = """
 CREATE SCHEMA app;
@@ -54,7 +55,7 @@ CREATE TRIGGER conflict BEFORE INSERT ON app.ledger
 @pytest.fixture
 async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the test database, with the application's ledger created."""
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     await conn.execute(LEDGER)
     try:
         yield conn
@@ -455,7 +456,10 @@ async def test_a_lost_connection_is_an_engine_fault_not_a_failure(
         calls += 1
         row_id = await write(conn, run_id, "debit", calls)
         if calls == 1:
-            await db.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+            # The server's pid, asked in the transaction (which keeps its server
+            # connection): behind PgBouncer the client's own pid is not the server's.
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+            await db.execute("SELECT pg_terminate_backend($1)", pid)
             await conn.fetchval("SELECT 1")
         return row_id
 

@@ -19,6 +19,7 @@ from forgeflow import (
 )
 from forgeflow._schedules import Scheduler
 from forgeflow.testing import ManualClock
+from tests.support.db import connect_direct
 
 START = datetime(2024, 6, 3, 8, 0, 30, tzinfo=UTC)  # a Monday, 30 s after a full minute
 
@@ -46,7 +47,7 @@ def define(registry: Registry) -> tuple[object, object]:
 
 async def count_runs(dsn: str, schedule: str | None = None) -> int:
     """How many runs a schedule (or any schedule) started."""
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     try:
         return int(
             await conn.fetchval(

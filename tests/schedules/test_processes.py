@@ -11,6 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
+from tests.support.db import connect_direct
 from tests.support.worker_procs import START_TIMEOUT, WorkerProcess
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +82,7 @@ async def test_three_worker_processes_with_kills_start_exactly_one_run_per_minut
     set_clock(clock, T0)
     workers = [await start_worker(dsn, clock, f"s{i}", tmp_path) for i in range(3)]
     kills = {4: 0, 7: 1}  # minute → the worker SIGKILLed right after its notification
-    conn = await asyncpg.connect(dsn)
+    conn = await connect_direct(dsn)
     try:
         for minute in range(1, 11):
             set_clock(clock, T0 + timedelta(minutes=minute))

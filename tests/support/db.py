@@ -20,13 +20,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from forgeflow.testing._db import pgbouncer_from_env, server_from_env, with_database
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "Target",
+    "connect_direct",
     "connection",
     "count_rows",
     "create_database",
     "create_side_effects",
+    "direct",
     "drop_database",
     "fetch_run",
     "fetch_steps",
@@ -48,11 +52,27 @@ DEFAULT_TIMEOUT = 30.0
 _INTERVAL = 0.02
 
 
+def direct(dsn: str) -> str:
+    """``dsn`` reaching PostgreSQL itself, also when the suite runs through PgBouncer
+    (``FORGEFLOW_TEST_PGBOUNCER_URL``): what a test observes or holds (server pids,
+    session locks, LISTEN, its own prepared statements) is the server's business."""
+    server = server_from_env()
+    if server is None or pgbouncer_from_env() is None:
+        return dsn
+    return with_database(server, urlsplit(dsn).path.lstrip("/"))
+
+
+async def connect_direct(dsn: str, **options: Any) -> asyncpg.Connection:
+    """A test's own connection to the database of ``dsn``, straight to the server."""
+    conn: asyncpg.Connection = await asyncpg.connect(direct(dsn), **options)
+    return conn
+
+
 @asynccontextmanager
 async def connection(target: Target) -> AsyncIterator[Any]:
     """A connection for one call: opened from a DSN, acquired from a pool, or as given."""
     if isinstance(target, str):
-        conn = await asyncpg.connect(target)
+        conn = await connect_direct(target)
         try:
             yield conn
         finally:

@@ -70,13 +70,17 @@ async def effects(pool: Any, run_id: str | None = None) -> list[dict[str, Any]]:
 
 async def pass_gate(pool: Any, key: int) -> None:
     """Block until the gate ``key`` is open (returns at once if no test holds it)."""
-    async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock_shared($1)", key)
-        await conn.execute("SELECT pg_advisory_unlock_shared($1)", key)
+    # One statement, its lock released when its transaction ends: behind PgBouncer in
+    # transaction pooling a session lock could stay behind on a shared server connection.
+    await pool.execute("SELECT pg_advisory_xact_lock_shared($1)", key)
 
 
 class Gate:
-    """An advisory lock held by the test on a connection of its own: ``open()`` releases it."""
+    """An advisory lock held by the test in a transaction of its own: ``open()`` ends it.
+
+    Transaction-scoped, so that it holds through PgBouncer in transaction pooling too
+    (the transaction keeps its server connection until it ends).
+    """
 
     def __init__(self, dsn: str, key: int) -> None:
         self.dsn = dsn
@@ -85,13 +89,14 @@ class Gate:
 
     async def __aenter__(self) -> Gate:
         self._conn = await asyncpg.connect(self.dsn)
-        await self._conn.execute("SELECT pg_advisory_lock($1)", self.key)
+        await self._conn.execute("BEGIN")
+        await self._conn.execute("SELECT pg_advisory_xact_lock($1)", self.key)
         return self
 
     async def open(self) -> None:
         """Let every step waiting at this gate through (and any that comes later)."""
         if self._conn is not None:
-            await self._conn.execute("SELECT pg_advisory_unlock($1)", self.key)
+            await self._conn.execute("COMMIT")
             await self._conn.close()
             self._conn = None
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 
 from forgeflow import ConfigurationError, Forgeflow, Registry, WorkflowStatus
 from forgeflow.testing import ManualClock, WorkflowTestEnv
+from tests.support.db import connect_direct
 
 from . import workflows
 
 
 async def test_each_test_gets_a_fresh_migrated_database(forgeflow_database: str) -> None:
     """forgeflow_database is a DSN to a database with forgeflow's schema and no runs."""
-    conn = await asyncpg.connect(forgeflow_database)
+    conn = await connect_direct(forgeflow_database)
     try:
         assert await conn.fetchval("SELECT count(*) FROM forgeflow.workflow_runs") == 0
         assert await conn.fetchval("SELECT count(*) FROM forgeflow.schema_migrations") >= 1

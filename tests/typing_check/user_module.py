@@ -1,8 +1,8 @@
 """A user's module as mypy --strict sees it: checked by tests/unit/test_typing.py.
 
-Each ``# type: ignore[misc]`` marks a line that must be an error (a wrong input leaves
-the workflow's input type unsolvable; mypy --strict reports an unused ignore otherwise);
-each ``assert_type`` a type that must be inferred.
+Each ``# type: ignore[...]`` marks a line that must be an error of that code (a wrong
+input leaves the workflow's input type unsolvable; mypy --strict reports an unused
+ignore otherwise); each ``assert_type`` a type that must be inferred.
 """
 
 from __future__ import annotations
@@ -39,6 +39,32 @@ async def checkout(ctx: WorkflowContext, order: Order) -> str:
     fallback = await ctx.step("fallback", lookup, order.id).optional(default=0).run()
     assert_type(fallback, str | int)
     return f"{order.id}: {amount}"
+
+
+def is_large(order: Order) -> bool:
+    return order.amount > 100
+
+
+@workflow(version=1)
+async def fan_out(ctx: WorkflowContext, order: Order) -> list[str]:
+    """Parallel steps keep each result's type in its position."""
+    amount, note, large = await ctx.parallel(
+        ctx.step("amount", charge, order),
+        ctx.step("note", lookup, order.id).optional(),
+        ctx.step("large", is_large, order),
+    )
+    assert_type(amount, int)
+    assert_type(note, str | None)
+    assert_type(large, bool)
+    pair = await ctx.parallel(ctx.step("a", charge, order), ctx.step("b", lookup, order.id))
+    assert_type(pair, tuple[int, str])
+    six = await ctx.parallel(*(ctx.step(f"s{i}", charge, order) for i in range(6)))
+    assert_type(six, tuple[int, ...])
+    many = await ctx.parallel(*[ctx.step(f"m{i}", lookup, order.id) for i in range(10)])
+    assert_type(many, tuple[str, ...])
+    wrong: str = pair[0]  # type: ignore[assignment]
+    await ctx.parallel(ctx.step("c", charge, order), charge)  # type: ignore[call-overload]
+    return [wrong, note or "", *many]
 
 
 @workflow

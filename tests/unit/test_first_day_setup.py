@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -48,8 +49,30 @@ def test_cli_logs_have_no_colours_when_stderr_is_not_a_terminal(
     """Piped or redirected, the CLI's log lines carry no ANSI escape codes."""
     captured = io.StringIO()
     monkeypatch.setattr(sys, "stderr", captured)
-    _configure_logging(argparse.Namespace(command="worker", verbose=False))
+    monkeypatch.delenv("FORGEFLOW_LOG_FORMAT", raising=False)
+    _configure_logging(argparse.Namespace(command="worker", verbose=False, log_format=None))
     structlog.get_logger("forgeflow.test").warning("worker_started", worker="w1")
     line = captured.getvalue()
     assert "worker_started" in line and "worker=w1" in line
     assert "\x1b[" not in line
+
+
+def test_other_libraries_log_lines_follow_the_chosen_format_too(
+    monkeypatch: pytest.MonkeyPatch, restore_logging: None
+) -> None:
+    """With FORGEFLOW_LOG_FORMAT=json, structlog's and the standard library's lines
+    (uvicorn logs through it) are each one JSON object on stderr."""
+    captured = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", captured)
+    monkeypatch.setenv("FORGEFLOW_LOG_FORMAT", "json")
+    _configure_logging(argparse.Namespace(command="serve", verbose=False, log_format=None))
+    structlog.get_logger("forgeflow.test").info("worker_started", worker="w1")
+    logging.getLogger("uvicorn.error").warning("port %d busy", 8000)
+    first, second = (json.loads(line) for line in captured.getvalue().splitlines())
+    assert (first["event"], first["worker"], first["level"]) == ("worker_started", "w1", "info")
+    assert (second["event"], second["logger"], second["level"]) == (
+        "port 8000 busy",
+        "uvicorn.error",
+        "warning",
+    )
+    assert {"timestamp"} <= first.keys() & second.keys()

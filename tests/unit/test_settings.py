@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from forgeflow import ConfigurationError, Settings
-from forgeflow._settings import ENV_VARS
+from forgeflow._settings import ENV_VARS, direct_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,6 +41,8 @@ def test_the_environment_is_read_and_parsed() -> None:
         "FORGEFLOW_MAX_POOL": " 8 ",
         "FORGEFLOW_SECRET": "s3cret",
         "FORGEFLOW_ADMIN_TOKEN": "t0ken",
+        "FORGEFLOW_LISTEN_URL": "postgresql://app:pw@db-direct:5432/flows",
+        "FORGEFLOW_PGBOUNCER": " Yes ",
     }
     assert set(environ) == set(ENV_VARS.values())
     settings = Settings.load(environ=environ)
@@ -54,8 +56,11 @@ def test_the_environment_is_read_and_parsed() -> None:
         max_pool=8,
         secret="s3cret",
         admin_token="t0ken",
+        listen_url="postgresql://app:pw@db-direct:5432/flows",
+        pgbouncer=True,
     )
     assert "s3cret" not in repr(settings) and "t0ken" not in repr(settings)
+    assert "pw@" not in repr(settings)
 
 
 def test_arguments_win_over_the_environment_and_none_means_unset() -> None:
@@ -94,6 +99,9 @@ def test_a_bad_argument_for_an_unset_variable_is_not_reported_against_it() -> No
         ("FORGEFLOW_MAX_POOL", "lots", "expected a whole number"),
         ("FORGEFLOW_MAX_POOL", "0", "must be at least 1"),
         ("FORGEFLOW_MIN_POOL", "50", "is more than max_pool"),
+        ("FORGEFLOW_PGBOUNCER", "maybe", "expected true or false"),
+        ("FORGEFLOW_PGBOUNCER", "1", "needs listen_url (FORGEFLOW_LISTEN_URL)"),
+        ("FORGEFLOW_LISTEN_URL", "db-direct:5432", "postgresql:// URL"),
     ],
 )
 def test_a_bad_variable_raises_configuration_error_naming_it(
@@ -116,6 +124,9 @@ def test_a_bad_variable_raises_configuration_error_naming_it(
         ("base_url", "/relative"),
         ("max_pool", "x"),
         ("min_pool", True),
+        ("pgbouncer", "sometimes"),
+        ("pgbouncer", True),
+        ("listen_url", "http://db"),
     ],
 )
 def test_a_bad_argument_raises_value_error_naming_the_field(field: str, value: Any) -> None:
@@ -153,3 +164,23 @@ def test_every_setting_is_documented_in_the_operating_table() -> None:
     for item in dataclasses.fields(Settings):
         assert item.name in rows, item.name
         assert f"`{ENV_VARS[item.name]}`" in rows[item.name], item.name
+
+
+def test_pgbouncer_is_off_by_default_and_switched_by_its_variable_or_argument() -> None:
+    """Behind PgBouncer the direct URL is required; an argument beats the variable."""
+    direct = "postgresql://app@db-direct:5432"
+    assert Settings.load(environ={}).pgbouncer is False
+    environ = {"FORGEFLOW_PGBOUNCER": "on", "FORGEFLOW_LISTEN_URL": direct}
+    assert Settings.load(environ=environ).pgbouncer is True
+    assert Settings.load(environ=environ, pgbouncer=False).pgbouncer is False
+    assert Settings.load(environ={"FORGEFLOW_PGBOUNCER": "off"}).pgbouncer is False
+    assert Settings.load(environ={}, pgbouncer="1", listen_url=direct).listen_url == direct
+
+
+def test_a_listen_url_naming_no_database_takes_the_database_urls() -> None:
+    """listen_url without a database name reaches the database of database_url."""
+    pooled = "postgresql://app@pgbouncer:6432/flows?sslmode=disable"
+    assert direct_url(None, pooled) is None
+    assert direct_url("postgresql://app@db:5432", pooled) == "postgresql://app@db:5432/flows"
+    assert direct_url("postgresql://app@db:5432/", pooled) == "postgresql://app@db:5432/flows"
+    assert direct_url("postgresql://app@db:5432/other", pooled) == "postgresql://app@db:5432/other"
