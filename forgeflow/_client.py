@@ -82,8 +82,10 @@ class Forgeflow:
             lease_seconds=self.settings.lease_seconds,
             base_url=self.settings.base_url,
         )
+        # Executing runs write their checkpoints through one batcher: concurrent runs
+        # share statements and commits, a run alone pays its own round trip as before.
         self._executor = Executor(
-            store, self.registry, self._clock, Emitter(listeners), self._engine_settings
+            store.batching(), self.registry, self._clock, Emitter(listeners), self._engine_settings
         )
         self._notifications = Notifications(store)
         self._notifications.on_cancel.append(self._on_cancel)

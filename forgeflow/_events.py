@@ -66,7 +66,7 @@ class Emitter:
         for listener in self.listeners:
             try:
                 outcome = listener(event)
-                if inspect.isawaitable(outcome):
+                if outcome is not None and inspect.isawaitable(outcome):
                     await outcome
             except Exception:
                 log.exception("listener_failed", listener=getattr(listener, "__name__", "?"))

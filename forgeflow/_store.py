@@ -9,16 +9,19 @@ executing runs. It knows nothing of workflows, contexts or workers.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import asyncpg
 import structlog
 
+from ._batching import CheckpointEntry, Combiner, FinishEntry
 from ._journal import Checkpoint
 from ._migrations import apply_migrations
 from ._signals import EngineFault
@@ -96,6 +99,7 @@ class Store:
         dsn: str,
         db: Any = None,
         engine: bool = False,
+        batching: _Batching | None = None,
         *,
         direct_dsn: str | None = None,
     ) -> None:
@@ -107,10 +111,21 @@ class Store:
         # What statements run on: the pool, or one connection held by an executing run.
         self._db: Any = pool if db is None else db
         self._engine = engine
+        # Shared by every store bound from this one: their runs' checkpoints and ends are
+        # combined into shared statements (see _batching).
+        self._batching = batching
 
     def bind(self, conn: Any, *, engine: bool = True) -> Store:
         """A store whose statements all run on ``conn`` (the pool or one connection)."""
-        return Store(self.pool, self.dsn, conn, engine, direct_dsn=self.direct_dsn)
+        return Store(self.pool, self.dsn, conn, engine, self._batching, direct_dsn=self.direct_dsn)
+
+    def batching(self) -> Store:
+        """This store, with the checkpoints and ends of the runs executed through it (and
+        through every store bound from it) combined into shared statements."""
+        batching = _Batching(self.bind(self.pool))
+        return Store(
+            self.pool, self.dsn, self._db, self._engine, batching, direct_dsn=self.direct_dsn
+        )
 
     @property
     def closing(self) -> bool:
@@ -172,15 +187,24 @@ class Store:
                 await tr.start()
             except _DRIVER_ERRORS as exc:
                 raise EngineFault("begin", exc) from exc
+            tx = StoreTransaction(conn, isolation)
             try:
-                yield StoreTransaction(conn, isolation)
+                yield tx
             except BaseException as exc:
-                failed = await _roll_back(conn, tr)
-                if failed is not None:
-                    raise EngineFault("rollback", failed) from exc
+                # After the COMMIT message, the transaction is over unless the statement
+                # before COMMIT failed (then it is aborted and waits for ROLLBACK).
+                if tx.sent and (_closed(conn) or not conn.is_in_transaction()):
+                    _forget(tr)
+                else:
+                    failed = await _roll_back(conn, tr)
+                    if failed is not None:
+                        raise EngineFault("rollback", failed) from exc
                 if isinstance(exc, _CONNECTION_LOST) or _closed(conn):
                     raise EngineFault("transaction", exc) from exc
                 raise
+            if tx.sent:
+                _forget(tr)
+                return
             try:
                 await tr.commit()
             except _DRIVER_ERRORS as exc:
@@ -545,12 +569,23 @@ class Store:
     async def checkpoint_step(
         self, run_id: str, worker: str, checkpoint: Checkpoint
     ) -> bool | None:
-        """Write a checkpoint if ``worker`` holds the lease: cancel_requested, or None if not."""
-        c = checkpoint
+        """Write a checkpoint if ``worker`` holds the lease: cancel_requested, or None if not.
+
+        Durable when it returns; combined with other runs' checkpoints into one statement
+        when this store batches and a write is already in flight.
+        """
+        entry = CheckpointEntry(run_id, worker, checkpoint)
+        if self._batching is None:
+            return await self.write_checkpoint(entry)
+        return await self._batching.checkpoints.write(entry, self.write_checkpoint)
+
+    async def write_checkpoint(self, entry: CheckpointEntry) -> bool | None:
+        """``checkpoint_step`` as a statement of its own, never combined."""
+        c = entry.checkpoint
         value: bool | None = await self._fetchval(
             "checkpoint_step",
-            run_id,
-            worker,
+            entry.run_id,
+            entry.worker,
             c.name,
             c.kind,
             c.status.value,
@@ -563,6 +598,12 @@ class Store:
             c.input,
         )
         return value
+
+    async def write_checkpoints(self, entries: Sequence[CheckpointEntry]) -> dict[str, bool]:
+        """Write many runs' checkpoints in one statement, each under its own run's lease:
+        cancel_requested by run id, for the runs whose lease held."""
+        rows = await self._fetch("checkpoint_steps", json.dumps([_row(e) for e in entries]))
+        return {r["id"]: r["cancel_requested"] for r in rows}
 
     async def mark_compensated(
         self, run_id: str, worker: str, step: str, at: datetime, error: str | None
@@ -611,9 +652,27 @@ class Store:
         reason: str | None,
         now: datetime,
     ) -> bool:
-        """Write a terminal status and wake a waiting parent; False if the lease is gone."""
-        args = (run_id, worker, status, output_json, error_json, reason, now)
-        return await self._fetchrow("finish_run", *args) is not None
+        """Write a terminal status and wake a waiting parent; False if the lease is gone.
+
+        Combined with other runs' ends into one statement when this store batches and
+        an end is already being written.
+        """
+        entry = FinishEntry(run_id, worker, status, output_json, error_json, reason, now)
+        if self._batching is None:
+            return await self.write_finish(entry) is not None
+        return await self._batching.finishes.write(entry, self.write_finish) is not None
+
+    async def write_finish(self, entry: FinishEntry) -> bool | None:
+        """``finish_run`` as a statement of its own: True, or None if the lease is gone."""
+        row = await self._fetchrow("finish_run", *entry)
+        return None if row is None else True
+
+    async def write_finishes(self, entries: Sequence[FinishEntry]) -> dict[str, bool]:
+        """End many runs in one statement, each under its own run's lease: True by run id,
+        for the runs whose lease held."""
+        given = [[*e[:6], e.at.isoformat()] for e in entries]
+        rows = await self._fetch("finish_runs", json.dumps(given))
+        return {r["id"]: True for r in rows}
 
     async def request_cancel(
         self, run_id: str, now: datetime, *, include_run: bool = True
@@ -1000,50 +1059,98 @@ class Store:
 
 class StoreTransaction:
     """An open transaction: its connection, for the caller's own statements, and the
-    checkpoint statements that commit with them."""
+    checkpoint statements that commit it, each sent together with its COMMIT."""
 
     def __init__(self, conn: Any, isolation: str) -> None:
         #: The connection (a pooled asyncpg connection) for the caller's statements.
         self.conn = conn
         self.isolation = isolation
+        #: True once the checkpoint and COMMIT were sent (whatever came of them).
+        self.sent = False
         # Under a snapshot isolation level the lease check needs a lock that conflicts
-        # with the claim's update (see checkpoint_step_in_snapshot in queries.sql).
-        self._suffix = "" if isolation == "read committed" else "_in_snapshot"
+        # with the claim's update (see migration 0011).
+        self._snapshot = isolation != "read committed"
 
-    async def checkpoint_step(
+    async def checkpoint_and_commit(
         self, run_id: str, worker: str, checkpoint: Checkpoint
     ) -> bool | None:
-        """Write a checkpoint in this transaction if ``worker`` holds the lease:
-        cancel_requested, or None if not."""
+        """Write a step's final checkpoint and COMMIT, in one round trip, if ``worker``
+        holds the lease: cancel_requested; None if not (nothing committed).
+
+        The checkpoint is one that ends a step without error (its error and input are
+        not stored): what a transaction that commits can record.
+        """
         c = checkpoint
-        value: bool | None = await self._fetchval(
-            "checkpoint_step",
-            run_id,
-            worker,
-            c.name,
-            c.kind,
-            c.status.value,
-            c.result,
-            c.result_type,
-            c.error,
-            c.attempts,
-            c.started_at,
-            c.completed_at,
-            c.input,
-        )
-        return value
+        assert c.error is None and c.input is None, "a failure is not committed"
+        args = (run_id, worker, c.name, c.kind, c.status.value, c.result, c.result_type)
+        times = (c.attempts, c.started_at, c.completed_at, self._snapshot)
+        status = await self._send("checkpoint_and_commit", *args, *times)
+        return None if status is None else status == "SELECT 1"
 
-    async def mark_compensated(self, run_id: str, worker: str, step: str, at: datetime) -> bool:
-        """Mark ``step`` compensated in this transaction; False if the lease is gone."""
-        value = await self._fetchval("mark_compensated", run_id, worker, at, None, step)
-        return value is not None
+    async def compensated_and_commit(
+        self, run_id: str, worker: str, step: str, at: datetime
+    ) -> bool:
+        """Mark ``step`` compensated and COMMIT, in one round trip; False if the lease is
+        gone (nothing committed)."""
+        args = (run_id, worker, step, at, self._snapshot)
+        return await self._send("compensated_and_commit", *args) is not None
 
-    async def _fetchval(self, name: str, *args: Any) -> Any:
+    async def _send(self, name: str, *args: Any) -> str | None:
+        """Send the named statements as one simple query (values inlined as literals):
+        the last one's status, or None if the lease check refused them."""
+        self.sent = True
         # No statement is retried here: after an error the whole transaction is void.
         try:
-            return await self.conn.fetchval(Q[name + self._suffix], *args)
+            status: str = await self.conn.execute(_inline(name, args))
         except _DRIVER_ERRORS as exc:
+            if getattr(exc, "sqlstate", None) == _LEASE_LOST:
+                return None
             raise EngineFault(name, exc) from exc
+        return status
+
+
+# Raised by the functions of migration 0011 when the run is leased to someone else.
+_LEASE_LOST = "FF001"
+# Each named statement split around its $n placeholders: text, number, text, ...
+_TEMPLATES: dict[str, list[str]] = {}
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _inline(name: str, args: tuple[Any, ...]) -> str:
+    """The named statement with ``$n`` replaced by the literal of ``args[n - 1]``."""
+    parts = _TEMPLATES.get(name)
+    if parts is None:
+        parts = _TEMPLATES[name] = _PLACEHOLDER.split(Q[name])
+    out = parts[:]
+    for i in range(1, len(out), 2):
+        out[i] = _literal(args[int(out[i]) - 1])
+    return "".join(out)
+
+
+def _literal(value: Any) -> str:
+    """``value`` as an SQL literal. Strings are E'' literals (backslashes and quotes
+    doubled), which mean the same whatever standard_conforming_strings says."""
+    if isinstance(value, str):
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return f"'{aware.isoformat()}'"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def _forget(tr: Any) -> None:
+    """Tell asyncpg that the transaction ``tr`` began is over: it was ended by a COMMIT
+    forgeflow sent in one message with its checkpoint, which asyncpg's Transaction
+    cannot do. Until then the connection treats any new transaction as nested in it."""
+    conn = tr._connection
+    if conn._top_xact is tr:
+        conn._top_xact = None
 
 
 def is_conflict(exc: BaseException) -> bool:
@@ -1066,6 +1173,41 @@ def is_conflict(exc: BaseException) -> bool:
         cause = current.cause if isinstance(current, EngineFault) else current.__cause__
         current = cause
     return False
+
+
+class _Batching:
+    """The combiners an executing store's runs share (see ``_batching``); their
+    statements go on a pooled connection each time, through ``sender``."""
+
+    def __init__(self, sender: Store) -> None:
+        self.checkpoints: Combiner[CheckpointEntry, bool] = Combiner(
+            sender.write_checkpoints,
+            sender.write_checkpoint,
+            lambda e: (e.run_id, e.checkpoint.name),
+            "checkpoint_steps",
+        )
+        self.finishes: Combiner[FinishEntry, bool] = Combiner(
+            sender.write_finishes, sender.write_finish, lambda e: e.run_id, "finish_runs"
+        )
+
+
+def _row(entry: CheckpointEntry) -> list[Any]:
+    """One row of checkpoint_steps' JSON parameter (times in ISO form: exact to the µs)."""
+    c = entry.checkpoint
+    return [
+        entry.run_id,
+        entry.worker,
+        c.name,
+        c.kind,
+        c.status.value,
+        c.result,
+        c.result_type,
+        c.error,
+        c.attempts,
+        None if c.started_at is None else c.started_at.isoformat(),
+        None if c.completed_at is None else c.completed_at.isoformat(),
+        c.input,
+    ]
 
 
 async def _roll_back(conn: Any, tr: Any) -> BaseException | None:

@@ -75,7 +75,7 @@ class TransactionalCompensation:
                     await self.fn(tx.conn, result)
                     if ctx.lease.expired:
                         raise LeaseLost()
-                    if not await tx.mark_compensated(ctx.run_id, ctx.worker_id, step, at):
+                    if not await tx.compensated_and_commit(ctx.run_id, ctx.worker_id, step, at):
                         raise LeaseLost()
                 return
             except (Exception, EngineFault) as exc:
@@ -198,7 +198,7 @@ class TransactionRunner(StepRunner[T]):
         # run: give up without the round trip (the block's exit rolls everything back).
         if ctx.lease.expired:
             raise LeaseLost()
-        cancel = await tx.checkpoint_step(ctx.run_id, ctx.worker_id, checkpoint)
+        cancel = await tx.checkpoint_and_commit(ctx.run_id, ctx.worker_id, checkpoint)
         if cancel is None:
             raise LeaseLost()
         return value, checkpoint, bool(cancel)

@@ -200,6 +200,56 @@ SELECT cancel_requested,
        CASE WHEN watched_until > now() THEN pg_notify('forgeflow_step', $1) END
 FROM run;
 
+-- name: checkpoint_steps
+-- checkpoint_step for many runs at once (the checkpoints a worker's runs reached while
+-- its previous write was in flight): one statement, one commit. Each row is written only
+-- if its own run's lease is held, so a refused lease refuses that run's rows alone; the
+-- rows are otherwise treated exactly as checkpoint_step treats its one row. $1 is a JSON
+-- array of rows, each an array in the order of `given` below (JSON texts as strings):
+-- one parameter the client encodes in one call, where twelve arrays cost it per element.
+-- The statement never holds two rows of one step (the batcher sends those in turn).
+-- Returns one row per run whose lease held: its id and cancel_requested.
+WITH given AS (
+    SELECT e->>0 AS run_id, e->>1 AS worker, e->>2 AS name, e->>3 AS kind,
+           e->>4 AS status, e->>5 AS result, e->>6 AS result_type, e->>7 AS error,
+           (e->>8)::int AS attempts, (e->>9)::timestamptz AS started_at,
+           (e->>10)::timestamptz AS completed_at, e->>11 AS input
+    FROM jsonb_array_elements($1::jsonb) AS e
+), run AS (
+    SELECT r.id, r.cancel_requested, r.watched_until, r.executions
+    FROM forgeflow.workflow_runs r
+    JOIN (SELECT DISTINCT run_id, worker FROM given) w
+      ON r.id = w.run_id AND r.lease_owner = w.worker
+    WHERE r.lease_expires_at > now()
+    ORDER BY r.id
+    FOR KEY SHARE OF r
+), saved AS (
+    INSERT INTO forgeflow.workflow_steps AS s
+        (run_id, name, kind, status, result, result_type, error, attempts, started_at,
+         completed_at, input, execution)
+    SELECT g.run_id, g.name, g.kind, g.status, g.result::jsonb, g.result_type,
+           g.error::jsonb, g.attempts, g.started_at, g.completed_at, g.input::jsonb,
+           CASE WHEN g.status = 'running' AND g.error IS NULL THEN NULL
+                ELSE run.executions END
+    FROM given g JOIN run ON run.id = g.run_id
+    ON CONFLICT (run_id, name) DO UPDATE
+    SET kind = excluded.kind, status = excluded.status, result = excluded.result,
+        execution = coalesce(excluded.execution, s.execution),
+        input = coalesce(excluded.input, s.input),
+        result_type = excluded.result_type,
+        error = CASE WHEN excluded.status = 'running' THEN coalesce(excluded.error, s.error)
+                     ELSE excluded.error END,
+        attempts = excluded.attempts,
+        started_at = coalesce(s.started_at, excluded.started_at),
+        completed_at = excluded.completed_at
+    WHERE excluded.status <> 'running'
+       OR (s.status NOT IN ('completed', 'compensated')
+           AND (excluded.error IS NOT NULL OR s.status = 'running'))
+)
+SELECT id, cancel_requested,
+       CASE WHEN watched_until > now() THEN pg_notify('forgeflow_step', id) END
+FROM run;
+
 -- name: mark_compensated
 WITH run AS (
     SELECT executions FROM forgeflow.workflow_runs
@@ -287,6 +337,46 @@ WITH done AS (
 SELECT done.id,
        pg_notify('forgeflow_run_ended', done.id),
        (SELECT count(pg_notify('forgeflow_wakeup', parent.queue)) FROM parent)
+FROM done;
+
+-- name: finish_runs
+-- finish_run for many runs at once (the runs of one worker that ended while its previous
+-- end was being written): one statement, one commit, each run ended only if its own lease
+-- is held. $1 is a JSON array of [id, worker, status, output, error, reason, at] (JSON
+-- texts as strings). Returns the id of each run ended.
+WITH given AS (
+    SELECT e->>0 AS id, e->>1 AS worker, e->>2 AS status, e->>3 AS output,
+           e->>4 AS error, e->>5 AS reason, (e->>6)::timestamptz AS at
+    FROM jsonb_array_elements($1::jsonb) AS e
+), done AS (
+    UPDATE forgeflow.workflow_runs r
+    SET status = g.status, output = g.output::jsonb, error = coalesce(g.error::jsonb, r.error),
+        end_reason = coalesce(g.reason, r.end_reason), completed_at = g.at,
+        runnable_at = NULL, lease_owner = NULL, lease_expires_at = NULL, wait = NULL,
+        updated_at = now()
+    FROM given g
+    WHERE r.id = g.id AND r.lease_owner = g.worker AND r.lease_expires_at > now()
+    RETURNING r.id, r.parent_run_id, g.at
+), parent AS (
+    -- Two children of one parent ending together wake it once.
+    UPDATE forgeflow.workflow_runs p
+    SET wake_requested = true,
+        runnable_at = CASE WHEN p.lease_owner IS NULL THEN done.at ELSE p.runnable_at END
+    FROM done
+    WHERE p.id = done.parent_run_id
+      AND p.status NOT IN ('completed', 'compensated', 'failed')
+    RETURNING p.queue
+), closed_hooks AS (
+    UPDATE forgeflow.hooks h SET status = 'expired', resolved_at = done.at
+    FROM done WHERE h.run_id = done.id AND h.status IN ('pending', 'active')
+), closed_waits AS (
+    UPDATE forgeflow.event_waits w SET status = 'expired'
+    FROM done WHERE w.run_id = done.id AND w.status = 'waiting'
+), woken AS (
+    SELECT count(pg_notify('forgeflow_wakeup', parent.queue)) FROM parent
+)
+-- On finish_run's channel: whoever awaits a run's outcome wakes at its end.
+SELECT done.id, pg_notify('forgeflow_run_ended', done.id), (SELECT * FROM woken)
 FROM done;
 
 -- name: request_cancel
@@ -990,50 +1080,20 @@ SELECT pg_try_advisory_lock($1);
 -- name: advisory_unlock
 SELECT pg_advisory_unlock($1);
 
--- name: checkpoint_step_in_snapshot
--- checkpoint_step for a transactional step at REPEATABLE READ or SERIALIZABLE. Their
--- statements see the run row as of the transaction's snapshot, and FOR KEY SHARE does not
--- conflict with the claim's (non-key) update: a takeover that committed after the snapshot
--- would go unseen and the lease check would pass on the old row. FOR SHARE conflicts with
--- any update, so such a takeover (or a heartbeat) makes this statement fail with 40001
--- instead, and the transaction is tried again from the start on a fresh snapshot.
-WITH run AS (
-    SELECT cancel_requested, watched_until, executions FROM forgeflow.workflow_runs
-    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > statement_timestamp()
-    FOR SHARE
-), saved AS (
-    INSERT INTO forgeflow.workflow_steps
-        (run_id, name, kind, status, result, result_type, error, attempts, started_at,
-         completed_at, input, execution)
-    SELECT $1, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10, $11, $12::jsonb, executions
-    FROM run
-    ON CONFLICT (run_id, name) DO UPDATE
-    SET kind = excluded.kind, status = excluded.status, result = excluded.result,
-        execution = excluded.execution,
-        input = coalesce(excluded.input, forgeflow.workflow_steps.input),
-        result_type = excluded.result_type, error = excluded.error,
-        attempts = excluded.attempts,
-        started_at = coalesce(forgeflow.workflow_steps.started_at, excluded.started_at),
-        completed_at = excluded.completed_at
-)
-SELECT cancel_requested,
-       CASE WHEN watched_until > now() THEN pg_notify('forgeflow_step', $1) END
-FROM run;
+-- name: checkpoint_and_commit
+-- A transactional step's checkpoint and COMMIT in one message (simple query, so the
+-- values are literals, inlined by the store): the function (migration 0011) checks the
+-- lease, raising FF001 (and so skipping COMMIT) if it is lost. The last statement runs
+-- after COMMIT and returns one row if a cancel was requested, none otherwise: its row
+-- count is what the client reads.
+SELECT forgeflow.checkpoint_in_transaction($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
+COMMIT;
+SELECT WHERE current_setting('forgeflow.cancel_requested', true) = 'true';
 
--- name: mark_compensated_in_snapshot
--- mark_compensated for a transactional compensation at REPEATABLE READ or SERIALIZABLE:
--- FOR SHARE for the reason given at checkpoint_step_in_snapshot.
-WITH run AS (
-    SELECT executions FROM forgeflow.workflow_runs
-    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > statement_timestamp()
-    FOR SHARE
-)
-UPDATE forgeflow.workflow_steps s
-SET status = CASE WHEN $4::jsonb IS NULL THEN 'compensated' ELSE s.status END,
-    compensated_at = $3, compensation_error = $4::jsonb, execution = run.executions
-FROM run
-WHERE s.run_id = $1 AND s.name = $5
-RETURNING s.name;
+-- name: compensated_and_commit
+-- A transactional compensation's mark and COMMIT in one message, as checkpoint_and_commit.
+SELECT forgeflow.compensated_in_transaction($1, $2, $3, $4, $5);
+COMMIT;
 
 -- name: check_runs
 -- `forgeflow check`: a page of unfinished runs of the given "workflow:version" pairs.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -255,3 +256,35 @@ async def test_serve_plays_the_shell_approval_scenario(dsn: str) -> None:
     log = (await drain).decode()
     assert code == 0, log
     assert re.search(r"server_stopping .*signal=SIGTERM", log), log
+
+
+async def test_the_worker_runs_on_uvloop_when_it_is_installed(dsn: str, tmp_path: Path) -> None:
+    """With the uvloop extra installed, `forgeflow worker` executes runs on uvloop's loop."""
+    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    log = (tmp_path / "worker.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        executable(),
+        "worker",
+        "tests/cli/loop_app.py",
+        "--dsn",
+        dsn,
+        cwd=ROOT,
+        env=environment(),
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        run_id = await start_app(dsn, "tests/cli/loop_app.py", "event_loop")
+        await wait_for_run_status(dsn, run_id, "completed")
+        record = (await forgeflow("status", run_id, "--json", "--dsn", dsn)).json()
+        assert record["output"] == expected
+    finally:
+        await stop(proc)
+        log.close()
+
+
+async def start_app(dsn: str, app: str, name: str) -> str:
+    """`forgeflow start NAME --app APP`; the run id it prints."""
+    result = await forgeflow("start", name, "--app", app, "--dsn", dsn)
+    assert result.code == 0, result.err
+    return result.out.strip()

@@ -8,6 +8,7 @@ whatever the failing transaction writes is rolled back with it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from forgeflow import (
 )
 from forgeflow._store import Store
 from tests.support.db import connect_direct
+from tests.support.wire import ends_transaction, recording_proxy
 
 LEDGER = """
 CREATE SCHEMA app;
@@ -477,3 +479,84 @@ async def test_a_lost_connection_is_an_engine_fault_not_a_failure(
     record = await ff.status(run_id)
     assert record.status == WorkflowStatus.COMPLETED
     assert await ff.result(run_id) != -1
+
+
+# -- what goes over the wire -----------------------------------------------------------
+
+
+async def test_a_step_and_its_compensation_add_one_round_trip_to_the_users_statements(
+    dsn: str, registry: Registry, db: asyncpg.Connection
+) -> None:
+    """Recorded at the connection, a transactional step is BEGIN, fn's own statements,
+    then one message carrying the lease-checked checkpoint and COMMIT; a compensation
+    the same: no savepoint, no separate lease check or COMMIT."""
+
+    async def debit(conn: asyncpg.Connection, run_id: str) -> str:
+        await conn.execute(f"INSERT INTO app.ledger (run_id, step) VALUES ('{run_id}', 'debit')")
+        return "debited"
+
+    async def refund(conn: asyncpg.Connection, result: str) -> None:
+        await conn.execute(f"INSERT INTO app.ledger (run_id, step) VALUES ('{result}', 'refund')")
+
+    def declined() -> None:
+        raise RuntimeError("declined")
+
+    @workflow(version=1, registry=registry)
+    async def saga(ctx: WorkflowContext) -> None:
+        for _ in range(3):
+            await ctx.transaction("debit", debit, ctx.run_id).compensate(refund)
+        await ctx.step("notify", declined)
+
+    async with (
+        recording_proxy(dsn) as (proxied, wire),
+        Forgeflow.connect(proxied, registry=registry) as ff,
+    ):
+        run_id = await ff.start(saga)
+        await ff.drive(run_id)
+        assert (await ff.status(run_id)).status == WorkflowStatus.COMPENSATED
+    assert await ledger(db, run_id) == [("debit", 0)] * 3
+    assert await ledger(db, "debited") == [("refund", 0)] * 3
+    for marker, function in [("'debit')", "checkpoint_"), ("'refund')", "compensated_")]:
+        transactions = wire.transactions(marker)
+        # BEGIN, fn's statement, the checkpoint with COMMIT: for each of the 3 steps.
+        assert [len(t) for t in transactions] == [3, 3, 3]
+        for begin, statement, last in transactions:
+            assert begin.startswith("BEGIN ISOLATION LEVEL READ COMMITTED")
+            assert marker in statement
+            assert f"forgeflow.{function}in_transaction(" in last
+            assert ends_transaction(last)
+
+
+async def test_savepoints_and_awkward_results_on_the_runs_connection(
+    ff: Forgeflow, registry: Registry, db: asyncpg.Connection
+) -> None:
+    """fn may open savepoints with conn.transaction(), step after step on the run's one
+    connection; results holding quotes, backslashes and any text are checkpointed as
+    returned (the checkpoint's values travel as SQL literals)."""
+    awkward = {"text": "it's \\ a \\' back'slash\" é 😀 $1 E'x' -- /*", "n": [1, 2.5, None]}
+
+    async def nested(conn: asyncpg.Connection, run_id: str, step: str) -> dict[str, Any]:
+        async with conn.transaction():
+            await write(conn, run_id, step)
+        try:
+            async with conn.transaction():
+                await write(conn, run_id, "undone")
+                raise LookupError("rolled back to the savepoint")
+        except LookupError:
+            pass
+        return awkward
+
+    @workflow(version=1, registry=registry)
+    async def two(ctx: WorkflowContext) -> list[dict[str, Any]]:
+        first = await ctx.transaction("first", nested, ctx.run_id, "first")
+        second = await ctx.transaction("second", nested, ctx.run_id, "second")
+        return [first, second]
+
+    run_id = await ff.start(two)
+    await ff.drive(run_id)
+    assert await ff.result(run_id) == [awkward, awkward]
+    assert await ledger(db, run_id) == [("first", 0), ("second", 0)]
+    saved = await db.fetch(
+        "SELECT result FROM forgeflow.workflow_steps WHERE run_id = $1 ORDER BY name", run_id
+    )
+    assert [json.loads(r["result"]) for r in saved] == [awkward, awkward]
