@@ -9,13 +9,17 @@ step and one UPDATE + NOTIFY to finish, and a client that LISTENs and reads the 
 The four set-ups are alive together (each on its own queue) and take turns, so that
 drift on the machine falls on all of them alike.
 
+In process: runs executed one after the other with ``ff.run`` in this process, beside
+raw asyncpg sending the five commits such a run needs at the least (the start, one per
+step, the finish) on one connection; runs per second.
+
 Throughput: 1,000 runs started by a few concurrent starters while 1, then 2, worker
 processes execute them; timed from the first start until every run is completed. The
 raw baseline's worker processes take turns with forgeflow's, round by round.
 
     python benchmarks/latency.py [--dsn DSN] [--runs 300] [--throughput-runs 1000]
                                  [--rounds 3] [--concurrency 10] [--starters 4]
-                                 [--waiting N]
+                                 [--waiting N] [--inprocess-runs 300]
 
 ``--waiting N`` first parks N runs of the same workflow on the latency queues, waiting on
 timers a year ahead (written in one statement), so that the claims and wake-up queries
@@ -39,8 +43,10 @@ import asyncpg
 from _common import describe_server, dsn_argument, load_line, server_dsn, summary_ms
 from _worker_proc import (
     RAW_CHANGED,
+    RAW_FINISH,
     RAW_START,
     RAW_STATUS,
+    RAW_STEP,
     RawWorker,
     prepare_raw_schema,
     quiet_logs,
@@ -211,6 +217,60 @@ async def latency(ff: Forgeflow, raw: RawClient, dsn: str, runs: int, concurrenc
     print("target: forgeflow p50 under 10 ms")
 
 
+# -- in process ---------------------------------------------------------------------------
+
+INPROC_RAW = "bench_inproc_raw"
+
+
+async def raw_in_process(conn: asyncpg.Connection, n: int) -> int:
+    """The least a 3-step run costs: five commits (start, three steps, finish) in a row."""
+    run_id = str(uuid.uuid4())
+    await conn.fetchval(RAW_START, run_id, INPROC_RAW, str(n))
+    value = n
+    for name in ("one", "two", "three"):
+        value += 1
+        await conn.execute(RAW_STEP, run_id, name, str(value))
+    await conn.fetchval(RAW_FINISH, run_id, str(value))
+    return value
+
+
+async def in_process(ff: Forgeflow, dsn: str, runs: int, rounds: int) -> None:
+    """Runs/s of ``ff.run`` one after the other vs the five raw commits per run."""
+    conn = await asyncpg.connect(dsn)
+    rates: dict[str, list[float]] = {"raw asyncpg, 5 commits per run": [], "forgeflow, ff.run": []}
+
+    async def rate(fn: Callable[[int], Awaitable[int]]) -> float:
+        began = time.perf_counter()
+        for i in range(runs):
+            assert await fn(i) == i + 3
+        return runs / (time.perf_counter() - began)
+
+    async def engine(i: int) -> int:
+        out: int = await ff.run(three_steps, i)
+        return out
+
+    async def baseline(i: int) -> int:
+        return await raw_in_process(conn, i)
+
+    try:
+        await rate(baseline)  # warm up
+        await rate(engine)
+        for _ in range(rounds):
+            for name, fn in zip(rates, (baseline, engine), strict=True):
+                rates[name].append(await rate(fn))
+    finally:
+        await conn.close()
+    print(f"\nIn process: {runs} 3-step runs one after the other, {rounds} rounds")
+    print(f"{'':36}{'best runs/s':>13}{'median runs/s':>15}")
+    for name, values in rates.items():
+        print(f"{name:36}{max(values):13.0f}{statistics.median(values):15.0f}")
+    raw, engine_rates = rates.values()
+    print(
+        f"forgeflow/raw (median): {statistics.median(engine_rates) / statistics.median(raw):.2f}"
+        "   (target: at least 400 runs/s)"
+    )
+
+
 # -- throughput ---------------------------------------------------------------------------
 
 COUNT_ENGINE = (
@@ -306,6 +366,8 @@ async def main() -> None:
     parser.add_argument("--starters", type=int, default=4, help="concurrent starting tasks")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--waiting", type=int, default=0, help="runs parked on far timers")
+    parser.add_argument("--inprocess-runs", type=int, default=300, help="ff.run runs per round")
+    parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
     quiet_logs()
     dsn = await server_dsn(args.dsn)
@@ -319,7 +381,10 @@ async def main() -> None:
         if args.waiting:
             await park(ff, args.waiting)
         before = await history(ff)
-        await latency(ff, raw, dsn, args.runs, args.concurrency)
+        if not args.skip_latency:
+            await latency(ff, raw, dsn, args.runs, args.concurrency)
+        if args.inprocess_runs:
+            await in_process(ff, dsn, args.inprocess_runs, args.rounds)
         if not args.skip_throughput:
             await throughput(
                 ff, raw, dsn, args.throughput_runs, args.rounds, args.concurrency, args.starters

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeVar, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
 import anyio
 import structlog
@@ -24,10 +24,10 @@ from ._notify import Notifications
 from ._queues import QueueState, hold_reason, queue_states
 from ._records import hook_record, run_record, step_record
 from ._repair import Repairs
-from ._runloop import RunLoop
+from ._runloop import ENDED, Claim, RunLoop
 from ._runtime import Runtime
 from ._schedules import ScheduleRecord, Schedules
-from ._serde import dumps
+from ._serde import dumps, loads
 from ._settings import Settings, direct_url
 from ._start_options import Debounce, StartOptions, start_options
 from ._store import Store
@@ -249,24 +249,32 @@ class Forgeflow:
         debounce: Debounce | None = None,
     ) -> str:
         """Write a new run (validated input and options; nothing written if invalid)."""
-        definition = self._definition(workflow, version)
-        now = self._clock.now()
-        options = start_options(
-            now, priority=priority, key=key, start_at=start_at, delay=delay, debounce=debounce
+        new = self._new_run(
+            workflow,
+            input,
+            idempotency_key=idempotency_key,
+            version=version,
+            queue=queue,
+            priority=priority,
+            key=key,
+            start_at=start_at,
+            delay=delay,
+            debounce=debounce,
         )
-        if debounce is not None and idempotency_key is not None:
-            raise ValueError("debounce: cannot be combined with idempotency_key")
-        value = definition.validate_input(input)
+        definition, options = new.definition, new.options
         if options.debounce is not None:
-            return await self._debounce(definition, value, queue, options, now)
+            return await self._debounce(definition, new.value, queue, options, new.now)
+        new_id = str(uuid.uuid4())
+        # Whoever awaits this run here then reads it once, when its end is announced.
+        self._notifications.expect_end(new_id)
         run_id, owner, created = await self._store.insert_run(
-            str(uuid.uuid4()),
+            new_id,
             definition.name,
             definition.version,
-            queue or definition.queue,
-            definition.dump_input(value),
+            new.queue,
+            new.input_json,
             idempotency_key,
-            now,
+            new.now,
             definition.timeout.total_seconds(),
             options.runnable_at,
             options.priority,
@@ -276,7 +284,11 @@ class Forgeflow:
             log.info(
                 "run_created", run_id=run_id, workflow=definition.name, version=definition.version
             )
-        elif owner != definition.name:
+            return run_id
+        noted = self._notifications.expected_end(new_id)
+        if noted is not None:
+            self._notifications.forget(new_id, noted)
+        if owner != definition.name:
             raise IdempotencyConflict(
                 f"idempotency key {idempotency_key!r} is already used by a run of workflow "
                 f"{owner!r}, not {definition.name!r}; use a key per workflow",
@@ -285,6 +297,33 @@ class Forgeflow:
                 run_id=run_id,
             )
         return run_id
+
+    def _new_run(
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        version: int | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        key: str | None = None,
+        start_at: datetime | None = None,
+        delay: Duration | None = None,
+        debounce: Debounce | None = None,
+    ) -> _NewRun:
+        """A run about to be started, validated (ValueError naming the field if not)."""
+        definition = self._definition(workflow, version)
+        now = self._clock.now()
+        options = start_options(
+            now, priority=priority, key=key, start_at=start_at, delay=delay, debounce=debounce
+        )
+        if debounce is not None and idempotency_key is not None:
+            raise ValueError("debounce: cannot be combined with idempotency_key")
+        value = definition.validate_input(input)
+        return _NewRun(
+            definition, value, definition.dump_input(value), queue or definition.queue, now, options
+        )
 
     async def _debounce(
         self,
@@ -448,13 +487,34 @@ class Forgeflow:
         if workflow is not None and not isinstance(workflow, WorkflowDefinition):
             timeout = workflow  # ff.result(run_id, "30s"): the timeout, given positionally
         limit = None if timeout is None else parse_duration(timeout).total_seconds()
-        with anyio.move_on_after(limit) as scope:
-            async for record in self.watch(run_id, steps=False):
+        with anyio.move_on_after(limit):
+            return self._outcome(await self._ended(run_id))
+        raise ResultTimeout(f"run {run_id} did not finish within {limit:g}s")
+
+    async def _ended(self, run_id: str) -> WorkflowRecord:
+        # Read once, then again only when the run's end is announced: a run started and
+        # awaited costs two reads whatever happens to it meanwhile, one when this client
+        # started it while listening.
+        await self._notifications.start()
+        noted = self._notifications.expected_end(run_id)
+        if noted is not None:
+            # Started here while listening: its end is announced, no need to read before.
+            try:
+                with anyio.move_on_after(5):
+                    await noted.wait()
+            finally:
+                self._notifications.forget(run_id, noted)
+        while True:
+            ended = self._notifications.run_ended(run_id)
+            try:
+                record = await self._brief(run_id)
                 if record.is_terminal:
-                    return self._outcome(record)
-        if scope.cancelled_caught:
-            raise ResultTimeout(f"run {run_id} did not finish within {limit:g}s")
-        raise RunNotFound(f"no run with id {run_id!r}")
+                    return record
+                # The fallback timeout covers a notification lost with a dropped connection.
+                with anyio.move_on_after(5):
+                    await ended.wait()
+            finally:
+                self._notifications.forget(run_id, ended)
 
     def _outcome(self, record: WorkflowRecord) -> Any:
         if record.status is WorkflowStatus.COMPLETED:
@@ -733,9 +793,59 @@ class Forgeflow:
 
     async def run(self, workflow: Any, input: Any = None, **kw: Any) -> Any:
         """Start a run and execute it in this process until it ends; its output."""
+        new = self._new_run(workflow, input, **kw)
+        if new.options.debounce is None and new.options.runnable_at <= new.now:
+            run_id = str(uuid.uuid4())
+            # Written already leased to this process: no claim, no replay read, and the
+            # output comes back from the execution itself, without reading the run.
+            outcome, output = await self._run_here(run_id, new, kw.get("idempotency_key"))
+            if output is not None:
+                return output.value
+            if outcome:  # it ended otherwise: its error, as result() raises it
+                return await self.result(run_id)
+            # Nothing was written: the idempotency key is taken. Go the ordinary way.
         run_id = await self.start(workflow, input, **kw)
         await self.drive(run_id)
         return await self.result(run_id)
+
+    async def _run_here(
+        self, run_id: str, new: _NewRun, idempotency_key: str | None
+    ) -> tuple[str, _Output | None]:
+        """Write ``new`` leased to this process and execute it until it ends: the outcome
+        of its last execution ("" if nothing was written) and its output if it completed."""
+        definition = new.definition
+
+        async def insert(_limit: int, worker_id: str, lease_seconds: float) -> list[Any]:
+            row = await self._store.insert_claimed_run(
+                run_id,
+                definition.name,
+                definition.version,
+                new.queue,
+                new.input_json,
+                idempotency_key,
+                new.now,
+                definition.timeout.total_seconds(),
+                (new.options.priority, new.options.key),
+                worker_id,
+                lease_seconds,
+            )
+            if row is None:
+                return []
+            log.info(
+                "run_created", run_id=run_id, workflow=definition.name, version=definition.version
+            )
+            return [row]
+
+        outputs = self._executor.outputs
+        outputs[run_id] = None
+        try:
+            outcome = await self._drive(run_id, insert)
+            output = outputs[run_id]
+        finally:
+            outputs.pop(run_id, None)
+        if outcome != "completed" or output is None:
+            return outcome, None
+        return outcome, _Output(definition.output_adapter.validate_python(loads(output)))
 
     async def _drive_children(self, run_id: str) -> None:
         async with anyio.create_task_group() as group:
@@ -744,6 +854,12 @@ class Forgeflow:
 
     async def drive(self, run_id: str) -> None:
         """Execute ``run_id`` here whenever it is runnable, until it ends."""
+        await self._drive(run_id, None)
+
+    async def _drive(self, run_id: str, first: Claim | None) -> str:
+        # Executes the run whenever it can be claimed until it ends; the outcome of its
+        # last execution here ("" if none). ``first`` claims it the first time (when it
+        # finds nothing, neither does this).
         await self._notifications.start()
         loop = RunLoop(self._executor, lease_seconds=self.settings.lease_seconds)
 
@@ -751,12 +867,20 @@ class Forgeflow:
             row = await self._store.claim_run(run_id, worker_id, lease_seconds, self._clock.now())
             return [] if row is None else [row]
 
+        outcome = ""
+        claimed = [] if first is None else await loop.claim(first, 1)
+        if first is not None and not claimed:
+            return outcome
         async with anyio.create_task_group() as group:
             await group.start(loop.keep_leases)
             while True:
                 changed = self._notifications.run_changed(run_id)
                 try:
-                    if await loop.drain(claim, 1):
+                    claimed = claimed or await loop.claim(claim, 1)
+                    if claimed:
+                        outcome = await loop.execute(*claimed.pop())
+                        if outcome in ENDED:
+                            break  # it ended here: nothing left to claim or to read
                         continue
                     record = await self._brief(run_id)
                     if record.is_terminal:
@@ -775,3 +899,21 @@ class Forgeflow:
                 finally:
                     self._notifications.forget(run_id, changed)
             group.cancel_scope.cancel()
+        return outcome
+
+
+class _NewRun(NamedTuple):
+    """A validated run about to be written."""
+
+    definition: WorkflowDefinition[Any, Any]
+    value: Any
+    input_json: str
+    queue: str
+    now: datetime
+    options: StartOptions
+
+
+class _Output(NamedTuple):
+    """The output of a run that completed (None is an output too)."""
+
+    value: Any

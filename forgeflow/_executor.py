@@ -47,6 +47,9 @@ class Executor:
         self.settings = settings
         self.live: dict[str, WorkflowContext] = {}
         self._held = 0  # pooled connections held by executing runs
+        #: The output (JSON) of each run listed here, set when it completes in this
+        #: process: ``Forgeflow.run`` returns it without reading the run back.
+        self.outputs: dict[str, str | None] = {}
 
     async def execute(self, run: Record, lease: Lease) -> str:
         """Execute a run this worker has leased; returns what became of it.
@@ -112,8 +115,13 @@ class Executor:
         self, store: Store, run: Record, definition: WorkflowDefinition[Any, Any], lease: Lease
     ) -> str:
         run_id: str = run["id"]
-        rows, scheduled_at = await store.load_replay(run_id)
-        steps = {r["name"]: StepRow(*tuple(r)[:8]) for r in rows}
+        steps: dict[str, StepRow] = {}
+        scheduled_at = run.get("scheduled_at")
+        # A claim says whether the run has any checkpoint: a fresh run has none to replay,
+        # and reading them would cost a round trip before its first step.
+        if run.get("has_steps", True):
+            rows, scheduled_at = await store.load_replay(run_id)
+            steps = {r["name"]: StepRow(*tuple(r)[:8]) for r in rows}
         stop = self._stop_reason(run, definition)
         ctx = self.context_class(
             run_id=run_id,
@@ -238,6 +246,8 @@ class Executor:
             ctx.run_id, ctx.worker_id, "completed", output_json, None, None, now
         ):
             raise LeaseLost()
+        if ctx.run_id in self.outputs:
+            self.outputs[ctx.run_id] = output_json
         await ctx.emit(
             "run_finished",
             status="completed",

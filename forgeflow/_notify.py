@@ -15,10 +15,15 @@ __all__ = ["CHANNELS", "Notifications"]
 
 log = structlog.get_logger("forgeflow.notify")
 
+# How many runs started here may have their end noted at once (see expect_end).
+_EXPECTED = 1000
+
 CHANNELS = (
     "forgeflow_wakeup",
     "forgeflow_cancel",
     "forgeflow_run_changed",
+    # A run reached a terminal status (payload: its id); a change of the run as well.
+    "forgeflow_run_ended",
     "forgeflow_step",
     # A schedule was created, changed, paused, resumed or deleted (payload: its name).
     "forgeflow_schedules",
@@ -37,6 +42,9 @@ class Notifications:
         # Called with (channel, payload) for every notification (live views of all runs).
         self.on_any: list[Callable[[str, str], None]] = []
         self._run_waiters: dict[str, set[anyio.Event]] = defaultdict(set)
+        self._end_waiters: dict[str, set[anyio.Event]] = defaultdict(set)
+        # The ends noted for runs started here (see expect_end), oldest first.
+        self._expected: dict[str, anyio.Event] = {}
 
     async def start(self) -> None:
         """Open the LISTEN connection if it is not open yet."""
@@ -73,20 +81,21 @@ class Notifications:
             for fn in self.on_cancel:
                 fn(payload)
             self._wake_run(payload)
+        elif channel == "forgeflow_run_ended":
+            self._wake_run(payload)
+            _wake(self._end_waiters.pop(payload, None))
         else:
             self._wake_run(payload)
 
     def _wake_run(self, run_id: str) -> None:
-        waiters = self._run_waiters.pop(run_id, None)
-        if waiters:
-            for event in waiters:
-                event.set()
+        _wake(self._run_waiters.pop(run_id, None))
 
     def _wake_all(self) -> None:
-        for waiters in self._run_waiters.values():
-            for event in waiters:
-                event.set()
-        self._run_waiters.clear()
+        for table in (self._run_waiters, self._end_waiters):
+            for waiters in table.values():
+                _wake(waiters)
+            table.clear()
+        self._expected.clear()
 
     def run_changed(self, run_id: str) -> anyio.Event:
         """An event set at the next change of ``run_id`` (status or a step)."""
@@ -94,15 +103,43 @@ class Notifications:
         self._run_waiters[run_id].add(event)
         return event
 
+    def run_ended(self, run_id: str) -> anyio.Event:
+        """An event set when ``run_id`` reaches a terminal status (not at other changes)."""
+        event = anyio.Event()
+        self._end_waiters[run_id].add(event)
+        return event
+
+    def expect_end(self, run_id: str) -> None:
+        """Note the end of a run about to be written, so that awaiting it needs no read
+        before its end is announced (only while this connection already listens)."""
+        if not self.connected:
+            return
+        if len(self._expected) >= _EXPECTED:
+            oldest = next(iter(self._expected))
+            self.forget(oldest, self._expected.pop(oldest))
+        event = anyio.Event()
+        self._expected[run_id] = event
+        self._end_waiters[run_id].add(event)
+
+    def expected_end(self, run_id: str) -> anyio.Event | None:
+        """The event ``expect_end`` noted for ``run_id``, if any (taken: forget it after)."""
+        return self._expected.pop(run_id, None)
+
     def forget(self, run_id: str, event: anyio.Event) -> None:
         """Stop waiting with ``event``."""
-        waiters = self._run_waiters.get(run_id)
-        if waiters is not None:
-            waiters.discard(event)
-            if not waiters:
-                del self._run_waiters[run_id]
+        for table in (self._run_waiters, self._end_waiters):
+            waiters = table.get(run_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del table[run_id]
 
     @property
     def connected(self) -> bool:
         """True while the LISTEN connection is open."""
         return self._conn is not None and not self._conn.is_closed()
+
+
+def _wake(waiters: set[anyio.Event] | None) -> None:
+    for event in waiters or ():
+        event.set()

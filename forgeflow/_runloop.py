@@ -23,9 +23,12 @@ from ._executor import Executor
 from ._lease import Lease
 from ._store import Record
 
-__all__ = ["Claim", "RunLoop", "new_worker_id"]
+__all__ = ["ENDED", "Claim", "RunLoop", "new_worker_id"]
 
 log = structlog.get_logger("forgeflow.worker")
+
+#: What an execution returns when the run ended in it.
+ENDED = frozenset({"completed", "compensated", "failed"})
 
 #: Claims up to ``n`` runs for ``worker_id`` with a lease of ``seconds``.
 Claim = Callable[[int, str, float], Awaitable[list[Record]]]
@@ -50,6 +53,10 @@ class RunLoop:
         self._idle = anyio.Event()
         self._wakeup = anyio.Event()
         self.executed = 0
+        #: Whether a run ending here should make the loop claim again even when its last
+        #: claim found all there was (a limited queue's slot frees when a run ends).
+        self.claim_after_each_run = True
+        self._saturated = False
         #: Unexpected errors met by executions (kept for the testing toolkit to report).
         self.errors: list[Exception] = []
 
@@ -144,7 +151,11 @@ class RunLoop:
             self._scopes.pop(run_id, None)
             self.leases.pop(run_id, None)
             self.executed += 1
-            self.poke()
+            if self._saturated or self.claim_after_each_run or outcome not in ENDED:
+                # A free slot to fill, or a run that may be claimable again (handed back,
+                # waiting on a timer of its own): look again. A run that simply ended
+                # made nothing claimable that a notification does not announce.
+                self.poke()
             if not self.leases:
                 idle, self._idle = self._idle, anyio.Event()
                 idle.set()
@@ -193,6 +204,8 @@ class RunLoop:
                     runs.start_soon(self._execute_one, row, lease)
                 if claimed and len(claimed) == free:
                     continue  # probably more: claim again at once
+            # Full: the next run to end frees a slot, and the loop must look again then.
+            self._saturated = free <= 0
             await idle(wakeup)
 
     # -- stopping ----------------------------------------------------------------------

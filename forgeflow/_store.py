@@ -384,6 +384,29 @@ class Store:
             if existing is not None:
                 return existing["id"], existing["workflow"], False
 
+    async def insert_claimed_run(
+        self,
+        run_id: str,
+        workflow: str,
+        version: int,
+        queue: str,
+        input_json: str,
+        idempotency_key: str | None,
+        now: datetime,
+        timeout_seconds: float,
+        options: tuple[int, str | None],
+        worker: str,
+        lease_seconds: float,
+    ) -> Record | None:
+        """Write a new run already leased to ``worker``, as ``claim_run`` returns it;
+        None (nothing written) when the idempotency key is taken.
+
+        ``options`` is (priority, concurrency key).
+        """
+        args = (run_id, workflow, version, queue, input_json, idempotency_key, now)
+        lease = (worker, lease_seconds)
+        return await self._fetchrow("insert_claimed_run", *args, timeout_seconds, *options, *lease)
+
     async def insert_runs(
         self,
         workflow: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -102,6 +103,9 @@ class Worker:
         #: Finished runs older than this are deleted by the workers (None: kept forever).
         self.retention = runtime.retention if retention is None else parse_retention(retention)
         self._stopping = False
+        # How many runs the last claim took, and the next due time with when it was read.
+        self._claimed = 0
+        self._next_wake: tuple[float, datetime | None] = (float("-inf"), None)
         self._exit: contextlib.AsyncExitStack | None = None
         self._runs: Any = None
         self.log = log.bind(worker=self.worker_id)
@@ -179,9 +183,13 @@ class Worker:
         keys = self.runtime.workflow_keys()
         if not keys:
             return []
-        return await self.claimer.claim(
+        rows = await self.claimer.claim(
             self.runtime.clock.now(), keys, limit, worker_id, lease_seconds
         )
+        self._claimed = len(rows)
+        # A run of a limited queue that ends frees a slot there: claim again each time.
+        self.loop.claim_after_each_run = bool(self.claimer.limited)
+        return rows
 
     async def _serve(self) -> None:
         await self.loop.serve(
@@ -206,10 +214,21 @@ class Worker:
         keys = self.runtime.workflow_keys()
         if not keys:
             return timeout
-        try:
-            nxt = await self.claimer.next_wake(keys, self.runtime.clock.now())
-        except Exception:
-            return timeout
+        now = self.runtime.clock.now()
+        looked_at, nxt = self._next_wake
+        # A claim that took runs was woken by them becoming due; the next due time read
+        # less than a poll interval ago still stands (anything due sooner is announced,
+        # and the poll bounds the rest). Otherwise, read it again.
+        if (
+            not self._claimed
+            or anyio.current_time() - looked_at >= self.poll_interval
+            or (nxt is not None and nxt <= now)
+        ):
+            try:
+                nxt = await self.claimer.next_wake(keys, now)
+            except Exception:
+                return timeout
+            self._next_wake = (anyio.current_time(), nxt)
         if nxt is None:
             return timeout
         delta = (nxt - self.runtime.clock.now()).total_seconds()

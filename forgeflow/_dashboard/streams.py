@@ -22,6 +22,10 @@ Source = Callable[[Emit], Awaitable[None]]
 PING_SECONDS = 15.0
 
 
+# The channels whose payload is a run id.
+_NAMING_A_RUN = ("forgeflow_run_changed", "forgeflow_run_ended", "forgeflow_cancel")
+
+
 class EventStream(Response):
     """A response sending ``event:``/``data:`` pairs from ``source``.
 
@@ -97,7 +101,7 @@ class ChangeFeed:
     def _on_notify(self, channel: str, payload: str) -> None:
         # Run changes and cancels carry a run id; wake-ups (a new run, a decision, an
         # event) carry a queue name, so they only say that something moved.
-        run_id = payload if channel in ("forgeflow_run_changed", "forgeflow_cancel") else None
+        run_id = payload if channel in _NAMING_A_RUN else None
         for subscriber in self._subscribers:
             if run_id:
                 subscriber.run_ids.add(run_id)

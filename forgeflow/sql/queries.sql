@@ -13,6 +13,23 @@ VALUES ($1, $2, $3, $4, $5::jsonb, $6, $9, $8, $7, $10, $11)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, pg_notify('forgeflow_wakeup', queue);
 
+-- name: insert_claimed_run
+-- insert_run for a run the caller executes itself at once (Forgeflow.run): the run is
+-- written already leased to $11 for $12 seconds, as claim_run would leave it, so that
+-- neither a claim nor a replay read follows. Workers are not woken (the run is leased);
+-- the columns returned are claim_run's. Nothing is written when the idempotency key is
+-- taken (the caller then goes the ordinary way).
+INSERT INTO forgeflow.workflow_runs AS r
+    (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
+     created_at, priority, concurrency_key, status, started_at, deadline, executions,
+     lease_owner, lease_expires_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::timestamptz, $8, $7, $9, $10, 'running', $7,
+        $7::timestamptz + make_interval(secs => $8), 1, $11, now() + make_interval(secs => $12))
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
+          r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries, r.scheduled_at,
+          false AS has_steps, pg_notify('forgeflow_run_changed', r.id);
+
 -- name: run_by_idempotency_key
 SELECT id, workflow FROM forgeflow.workflow_runs WHERE idempotency_key = $1;
 
@@ -78,7 +95,9 @@ SET lease_owner = $5,
 FROM candidates c
 WHERE r.id = c.id
 RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
-          r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
+          r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries, r.scheduled_at,
+          -- A run without checkpoints (a fresh one) needs no replay read: see has_steps.
+          EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id) AS has_steps,
           pg_notify('forgeflow_run_changed', r.id);
 
 -- name: claim_run
@@ -105,7 +124,9 @@ WHERE r.id = $1
   AND r.runnable_at <= $4
   AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
 RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
-          r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
+          r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries, r.scheduled_at,
+          -- A run without checkpoints (a fresh one) needs no replay read: see has_steps.
+          EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id) AS has_steps,
           pg_notify('forgeflow_run_changed', r.id);
 
 -- name: next_runnable_at
@@ -312,8 +333,9 @@ WITH done AS (
     UPDATE forgeflow.event_waits w SET status = 'expired'
     FROM done WHERE w.run_id = done.id AND w.status = 'waiting'
 )
+-- Its own channel, so that whoever awaits the outcome wakes once, at the end.
 SELECT done.id,
-       pg_notify('forgeflow_run_changed', done.id),
+       pg_notify('forgeflow_run_ended', done.id),
        (SELECT count(pg_notify('forgeflow_wakeup', parent.queue)) FROM parent)
 FROM done;
 
@@ -353,7 +375,8 @@ WITH given AS (
 ), woken AS (
     SELECT count(pg_notify('forgeflow_wakeup', parent.queue)) FROM parent
 )
-SELECT done.id, pg_notify('forgeflow_run_changed', done.id), (SELECT * FROM woken)
+-- On finish_run's channel: whoever awaits a run's outcome wakes at its end.
+SELECT done.id, pg_notify('forgeflow_run_ended', done.id), (SELECT * FROM woken)
 FROM done;
 
 -- name: request_cancel

@@ -59,7 +59,7 @@ async def wait_until(conn: asyncpg.Connection, query: str, expected: int) -> int
     def notified(*_args: object) -> None:
         changed.set()
 
-    for channel in ("forgeflow_wakeup", "forgeflow_run_changed"):
+    for channel in ("forgeflow_wakeup", "forgeflow_run_changed", "forgeflow_run_ended"):
         await conn.add_listener(channel, notified)
     value = -1
     async with asyncio.timeout(60):
