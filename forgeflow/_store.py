@@ -1068,7 +1068,7 @@ class StoreTransaction:
         #: True once the checkpoint and COMMIT were sent (whatever came of them).
         self.sent = False
         # Under a snapshot isolation level the lease check needs a lock that conflicts
-        # with the claim's update (see migration 0011).
+        # with the claim's update (see migration 0007).
         self._snapshot = isolation != "read committed"
 
     async def checkpoint_and_commit(
@@ -1109,7 +1109,7 @@ class StoreTransaction:
         return status
 
 
-# Raised by the functions of migration 0011 when the run is leased to someone else.
+# Raised by the functions of migration 0007 when the run is leased to someone else.
 _LEASE_LOST = "FF001"
 # Each named statement split around its $n placeholders: text, number, text, ...
 _TEMPLATES: dict[str, list[str]] = {}

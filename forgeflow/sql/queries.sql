@@ -1087,7 +1087,7 @@ SELECT pg_advisory_unlock($1);
 
 -- name: checkpoint_and_commit
 -- A transactional step's checkpoint and COMMIT in one message (simple query, so the
--- values are literals, inlined by the store): the function (migration 0011) checks the
+-- values are literals, inlined by the store): the function (migration 0007) checks the
 -- lease, raising FF001 (and so skipping COMMIT) if it is lost. The last statement runs
 -- after COMMIT and returns one row if a cancel was requested, none otherwise: its row
 -- count is what the client reads.
