@@ -77,6 +77,17 @@ _ACQUIRE_SECONDS = 60.0
 _WARNED_POOLS: set[int] = set()
 
 
+def _pool_settings(pgbouncer: bool) -> dict[str, str]:
+    """Session settings of the pool's connections. JIT compilation is off: forgeflow's
+    statements read a few rows each, but the planner's cost estimate for a claim grows
+    with the backlog of due runs and can cross ``jit_above_cost``, where each claim
+    would spend tens of milliseconds compiling. A pooler in transaction mode refuses
+    startup settings, so behind one this is the role's setting (docs/operating.md)."""
+    if pgbouncer:
+        return {"application_name": "forgeflow"}
+    return {"application_name": "forgeflow", "jit": "off"}
+
+
 def _pool_advice(max_pool: int) -> str:
     return (
         f"this process's pool holds at most max_pool={max_pool} connections "
@@ -243,7 +254,7 @@ class Store:
                 min_size=min_size,
                 max_size=max_size,
                 reset=_no_reset,
-                server_settings={"application_name": "forgeflow"},
+                server_settings=_pool_settings(pgbouncer),
                 statement_cache_size=0 if pgbouncer else 100,
             )
         except asyncpg.TooManyConnectionsError as exc:

@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 
 from forgeflow._sql import QUERIES as Q
-from tests.support.db import connect_direct
+from forgeflow._store import Store
+from tests.support.db import connect_direct, direct
 
 WAITING = 1_000_000
 # Far more than the few runs each query returns, far fewer than the waiting runs.
@@ -161,3 +162,15 @@ async def test_worker_queries_are_bounded_among_a_million_waiting_runs(
     assert_bounded("purge_batch", plan)
     plan = await explain(crowded, "next_schedule_fire", ["timers"])
     assert plan["Shared Hit Blocks"] + plan["Shared Read Blocks"] <= MAX_BUFFERS
+
+
+async def test_forgeflow_connections_never_jit_compile(dsn: str) -> None:
+    """The pool's sessions run with JIT off: a claim's cost estimate grows with the
+    backlog of due runs, and past ``jit_above_cost`` each claim would compile for tens
+    of milliseconds to read a handful of rows."""
+    store = await Store.open(direct(dsn), min_size=1, max_size=1, migrate=False)
+    try:
+        async with store.pool.acquire() as conn:
+            assert await conn.fetchval("SHOW jit") == "off"
+    finally:
+        await store.close()
