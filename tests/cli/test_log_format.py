@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from forgeflow.testing._db import with_database
 from tests.support.db import wait_for_run_status
 
 from .runner import APP, environment, forgeflow, spawn_worker, stop
@@ -35,7 +36,7 @@ async def test_a_workers_own_lines_follow_the_json_log_format(dsn: str, tmp_path
 
 async def test_a_worker_that_cannot_start_says_why_in_the_log_format(dsn: str) -> None:
     """The error that ends a worker is a log line (logfmt here), without colours."""
-    missing = dsn.rsplit("/", 1)[0] + "/forgeflow_no_such_database"
+    missing = with_database(dsn, "forgeflow_no_such_database")
     result = await forgeflow("worker", APP, "--dsn", missing, "--log-format", "logfmt")
     assert result.code == 1
     [line] = result.err.splitlines()
