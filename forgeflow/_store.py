@@ -265,6 +265,16 @@ class Store:
                 f"to max_pool={max_size} (FORGEFLOW_MAX_POOL), and every process's pool "
                 "together must fit within PostgreSQL's max_connections"
             ) from exc
+        except asyncpg.ProtocolViolationError as exc:
+            if "startup parameter" not in str(exc):
+                raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
+            # A pooler in transaction mode refuses the session settings sent at connect.
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL: {exc}: database_url seems to go through "
+                "a connection pooler such as PgBouncer; set pgbouncer=True "
+                "(FORGEFLOW_PGBOUNCER=1) and listen_url (FORGEFLOW_LISTEN_URL) to a direct "
+                "URL (docs/operating.md, Behind PgBouncer)"
+            ) from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
         store = cls(pool, dsn, direct_dsn=direct_dsn)

@@ -20,7 +20,7 @@ import pytest
 
 from forgeflow import Forgeflow, Registry, WorkflowContext, workflow
 from forgeflow._store import Store
-from tests.support.db import wait_for, wait_for_run_status
+from tests.support.db import connect_direct, wait_for, wait_for_run_status
 from tests.support.wf_chain import ChainSpec, chain
 from tests.support.worker_effects import create_effects, effects
 from tests.support.worker_procs import WorkerProcess, WorkerProcesses
@@ -300,7 +300,8 @@ async def hold_a_batch(
     )
     for _ in range(20):
         run_id = await wait_for(lambda: ff.pool.fetchval(runs, worker.worker_id), what="a run")
-        conn = await asyncpg.connect(dsn)
+        # Straight to the server: the lock's pid must be the backend that holds it.
+        conn = await connect_direct(dsn)
         await conn.execute("BEGIN")
         await conn.execute("SELECT 1 FROM forgeflow.workflow_runs WHERE id = $1 FOR UPDATE", run_id)
         lock_pid = conn.get_server_pid()

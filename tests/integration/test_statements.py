@@ -94,6 +94,8 @@ async def test_a_run_started_and_awaited_through_a_worker_sends_seven_statements
         "get_run": 1,
     }
     expected = Counter({name: n * runs for name, n in per_run.items()})
-    # At most one look for work left over from the start-up, and none per run.
-    expected.update({"claim_runs": 1, "next_runnable_at": 1})
+    # A look or two for work left over from the start-up (its wake-ups may still be in
+    # flight when the first run ends, more so on a slow link), and none per run: five
+    # runs each looking again would exceed this.
+    expected.update({"claim_runs": 2, "next_runnable_at": 2})
     assert counts <= expected, counts - expected

@@ -27,7 +27,7 @@ from forgeflow import (
     workflow,
 )
 from forgeflow._store import Store
-from tests.support.db import connect_direct
+from tests.support.db import connect_direct, direct
 from tests.support.wire import ends_transaction, recording_proxy
 
 LEDGER = """
@@ -305,7 +305,7 @@ async def test_a_worker_frozen_inside_fn_does_not_block_a_takeover(
         return await ctx.transaction("debit", frozen, ctx.run_id)
 
     run_id = await ff.start(one)
-    other = await Store.open(dsn, min_size=1, max_size=2, migrate=False)
+    other = await Store.open(direct(dsn), min_size=1, max_size=2, migrate=False)
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(ff.drive, run_id)
