@@ -248,7 +248,7 @@ class _SandboxContext(WorkflowContext):
     def before_new_work(self, step: str | None = None) -> None:
         self._history.new_work(step)
 
-    async def parallel(self, *runners: StepRunner[Any]) -> tuple[Any, ...]:
+    async def parallel(self, *runners: StepRunner[Any]) -> Any:
         """Reach the block's recorded steps together, then replay it as the engine would."""
         self._history.reach([r.name for r in runners])
         return await super().parallel(*runners)

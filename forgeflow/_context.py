@@ -171,8 +171,8 @@ class WorkflowContext:
     ) -> tuple[T1, T2, T3, T4, T5, T6]: ...
     @overload
     async def parallel(self, *runners: StepRunner[T]) -> tuple[T, ...]: ...
-    async def parallel(self, *runners: StepRunner[Any]) -> tuple[Any, ...]:
-        """Run several steps concurrently; a tuple of their results in the order given."""
+    async def parallel(self, *runners: StepRunner[Any]) -> Any:
+        """Run several steps concurrently; a list of their results in the order given."""
         results: list[Any] = [None] * len(runners)
         # Concurrent steps cannot share the run's one connection: use the pool meanwhile.
         held, self.store = self.store, self.store.bind(self.store.pool)
@@ -200,7 +200,9 @@ class WorkflowContext:
             self._settle_parallel(runners, before, mark)
         if failures:
             raise failures[0]
-        return tuple(results)
+        # A list, as in 0.1, though typed per position as a tuple (as asyncio.gather is):
+        # unpacking, indexing and iterating agree, and list comparisons keep working.
+        return results
 
     def _settle_parallel(
         self, runners: tuple[StepRunner[Any], ...], before: datetime, mark: int

@@ -487,7 +487,7 @@ async def test_parallel_runs_steps_concurrently_and_returns_results_in_order(
         return name.upper()
 
     @workflow(version=1, registry=registry)
-    async def fan_out(ctx: WorkflowContext) -> tuple[str, str, str]:
+    async def fan_out(ctx: WorkflowContext) -> list[str]:
         return await ctx.parallel(
             ctx.step("a", meet, "a", 3).timeout("20s"),
             ctx.step("b", meet, "b", 0).timeout("20s"),
