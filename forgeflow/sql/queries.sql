@@ -162,6 +162,24 @@ SELECT least(
 SELECT name, kind, status, result, result_type, error, attempts, completed_at
 FROM forgeflow.workflow_steps WHERE run_id = $1;
 
+-- fragment: checkpoint_upsert
+-- How a checkpoint replaces the row of its step (shared by checkpoint_step and
+-- checkpoint_steps; the step row is aliased s): a final write always does; a 'running'
+-- marker never replaces a completed or compensated row, and replaces a pending retry's
+-- row only when it carries that retry's error.
+    SET kind = excluded.kind, status = excluded.status, result = excluded.result,
+        execution = coalesce(excluded.execution, s.execution),
+        input = coalesce(excluded.input, s.input),
+        result_type = excluded.result_type,
+        error = CASE WHEN excluded.status = 'running' THEN coalesce(excluded.error, s.error)
+                     ELSE excluded.error END,
+        attempts = excluded.attempts,
+        started_at = coalesce(s.started_at, excluded.started_at),
+        completed_at = excluded.completed_at
+    WHERE excluded.status <> 'running'
+       OR (s.status NOT IN ('completed', 'compensated')
+           AND (excluded.error IS NOT NULL OR s.status = 'running'))
+
 -- name: checkpoint_step
 -- The hot path: one statement writes the checkpoint, verifies the lease and reports
 -- whether a cancel was requested meanwhile.
@@ -182,18 +200,7 @@ WITH run AS (
            CASE WHEN $5 = 'running' AND $8::jsonb IS NULL THEN NULL ELSE executions END
     FROM run
     ON CONFLICT (run_id, name) DO UPDATE
-    SET kind = excluded.kind, status = excluded.status, result = excluded.result,
-        execution = coalesce(excluded.execution, s.execution),
-        input = coalesce(excluded.input, s.input),
-        result_type = excluded.result_type,
-        error = CASE WHEN excluded.status = 'running' THEN coalesce(excluded.error, s.error)
-                     ELSE excluded.error END,
-        attempts = excluded.attempts,
-        started_at = coalesce(s.started_at, excluded.started_at),
-        completed_at = excluded.completed_at
-    WHERE excluded.status <> 'running'
-       OR (s.status NOT IN ('completed', 'compensated')
-           AND (excluded.error IS NOT NULL OR s.status = 'running'))
+    -- include: checkpoint_upsert
 )
 -- Step changes are announced only while someone watches the run: no NOTIFY otherwise.
 SELECT cancel_requested,
@@ -233,18 +240,7 @@ WITH given AS (
                 ELSE run.executions END
     FROM given g JOIN run ON run.id = g.run_id
     ON CONFLICT (run_id, name) DO UPDATE
-    SET kind = excluded.kind, status = excluded.status, result = excluded.result,
-        execution = coalesce(excluded.execution, s.execution),
-        input = coalesce(excluded.input, s.input),
-        result_type = excluded.result_type,
-        error = CASE WHEN excluded.status = 'running' THEN coalesce(excluded.error, s.error)
-                     ELSE excluded.error END,
-        attempts = excluded.attempts,
-        started_at = coalesce(s.started_at, excluded.started_at),
-        completed_at = excluded.completed_at
-    WHERE excluded.status <> 'running'
-       OR (s.status NOT IN ('completed', 'compensated')
-           AND (excluded.error IS NOT NULL OR s.status = 'running'))
+    -- include: checkpoint_upsert
 )
 SELECT id, cancel_requested,
        CASE WHEN watched_until > now() THEN pg_notify('forgeflow_step', id) END
