@@ -207,14 +207,9 @@ class StepRunner(Generic[T]):
                 text, tag = encode_result(value, self.name)
             except Exception as exc:
                 ctx.attempt_ended(self.name)
-                policy = self._retry
-                if (
-                    not isinstance(exc, SerializationError)
-                    and policy is not None
-                    and attempt < policy.attempts
-                    and policy.retries(exc)
-                ):
-                    await self._retry_later(exc, attempt, started, policy.delay_after(attempt))
+                delay = self._retry_delay(exc, attempt)
+                if delay is not None:
+                    await self._retry_later(exc, attempt, started, delay)
                     continue
                 return await self._failed(exc, attempt, started)
             except BaseException:
@@ -255,6 +250,20 @@ class StepRunner(Generic[T]):
                 duration_ms=round((completed - started).total_seconds() * 1000, 3),
             )
             return value
+
+    def _retry_delay(self, exc: Exception, attempt: int) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1`` after ``exc``; None when the
+        step has failed (no policy, attempts spent, an error the policy does not retry,
+        or a result that cannot be stored, which no retry can change)."""
+        policy = self._retry
+        if (
+            isinstance(exc, SerializationError)
+            or policy is None
+            or attempt >= policy.attempts
+            or not policy.retries(exc)
+        ):
+            return None
+        return policy.delay_after(attempt)
 
     async def _retry_later(
         self, exc: Exception, attempt: int, started: datetime, delay: float

@@ -28,7 +28,6 @@ from ._serde import encode_result
 from ._signals import EngineFault, LeaseLost
 from ._steps import StepRunner, invoke
 from ._store import ISOLATION_LEVELS, StoreTransaction, is_conflict
-from .errors import SerializationError
 
 if TYPE_CHECKING:
     from ._runstate import RunContext
@@ -131,14 +130,9 @@ class TransactionRunner(StepRunner[T]):
             try:
                 value, checkpoint, cancel = await self._commit(attempt, started)
             except Exception as exc:
-                policy = self._retry
-                if (
-                    not isinstance(exc, SerializationError)
-                    and policy is not None
-                    and attempt < policy.attempts
-                    and policy.retries(exc)
-                ):
-                    await self._retry_later(exc, attempt, started, policy.delay_after(attempt))
+                delay = self._retry_delay(exc, attempt)
+                if delay is not None:
+                    await self._retry_later(exc, attempt, started, delay)
                     continue
                 return await self._failed(exc, attempt, started)
             # Committed: what follows is what ctx.checkpoint does once its write is in.
