@@ -163,8 +163,8 @@ SELECT name, kind, status, result, result_type, error, attempts, completed_at
 FROM forgeflow.workflow_steps WHERE run_id = $1;
 
 -- fragment: checkpoint_upsert
--- How a checkpoint replaces the row of its step (shared by checkpoint_step and
--- checkpoint_steps; the step row is aliased s): a final write always does; a 'running'
+-- How a checkpoint replaces the row of its step, shared by checkpoint_step and
+-- checkpoint_steps (the step row is aliased s). A final write always does. A 'running'
 -- marker never replaces a completed or compensated row, and replaces a pending retry's
 -- row only when it carries that retry's error.
     SET kind = excluded.kind, status = excluded.status, result = excluded.result,
