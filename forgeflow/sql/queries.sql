@@ -19,16 +19,22 @@ RETURNING id, pg_notify('forgeflow_wakeup', queue);
 -- neither a claim nor a replay read follows. Workers are not woken (the run is leased);
 -- the columns returned are claim_run's. Nothing is written when the idempotency key is
 -- taken (the caller then goes the ordinary way).
-INSERT INTO forgeflow.workflow_runs AS r
-    (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
-     created_at, priority, concurrency_key, status, started_at, deadline, executions,
-     lease_owner, lease_expires_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::timestamptz, $8, $7, $9, $10, 'running', $7,
-        $7::timestamptz + make_interval(secs => $8), 1, $11, now() + make_interval(secs => $12))
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
-          r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries, r.scheduled_at,
-          false AS has_steps, pg_notify('forgeflow_run_changed', r.id);
+WITH claimed AS (
+    INSERT INTO forgeflow.workflow_runs AS r
+        (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
+         created_at, priority, concurrency_key, status, started_at, deadline, executions,
+         lease_owner, lease_expires_at)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::timestamptz, $8, $7, $9, $10, 'running', $7,
+            $7::timestamptz + make_interval(secs => $8), 1, $11,
+            now() + make_interval(secs => $12))
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested,
+              r.end_reason, r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
+              r.scheduled_at, false AS has_steps, r.queue, r.executions,
+              pg_notify('forgeflow_run_changed', r.id) AS notified
+),
+-- include: count_first_claims
+SELECT * FROM claimed;
 
 -- name: run_by_idempotency_key
 SELECT id, workflow FROM forgeflow.workflow_runs WHERE idempotency_key = $1;
@@ -101,33 +107,39 @@ RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.
           pg_notify('forgeflow_run_changed', r.id);
 
 -- name: claim_run
-UPDATE forgeflow.workflow_runs r
-SET lease_owner = $2,
-    lease_expires_at = now() + make_interval(secs => $3),
-    status = CASE WHEN r.status IN ('created', 'waiting') THEN 'running' ELSE r.status END,
-    started_at = coalesce(r.started_at, $4),
-    deadline = coalesce(r.deadline, $4 + make_interval(secs => r.timeout_seconds)),
-    runnable_at = $4,
-    wake_requested = false,
-    executions = r.executions + 1,
-    -- A run still leased when claimed was abandoned by a crash (a dead worker, a lost
-    -- lease). Count such executions in a row that wrote no checkpoint at all.
-    recoveries = CASE
-        WHEN r.lease_owner IS NULL THEN 0
-        WHEN EXISTS (SELECT 1 FROM forgeflow.workflow_steps s
-                     WHERE s.run_id = r.id AND s.execution = r.executions) THEN 0
-        ELSE r.recoveries + 1
-    END,
-    updated_at = now()
-WHERE r.id = $1
-  AND r.runnable_at IS NOT NULL
-  AND r.runnable_at <= $4
-  AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
-RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
-          r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries, r.scheduled_at,
-          -- A run without checkpoints (a fresh one) needs no replay read: see has_steps.
-          EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id) AS has_steps,
-          pg_notify('forgeflow_run_changed', r.id);
+WITH claimed AS (
+    UPDATE forgeflow.workflow_runs r
+    SET lease_owner = $2,
+        lease_expires_at = now() + make_interval(secs => $3),
+        status = CASE WHEN r.status IN ('created', 'waiting') THEN 'running' ELSE r.status END,
+        started_at = coalesce(r.started_at, $4),
+        deadline = coalesce(r.deadline, $4 + make_interval(secs => r.timeout_seconds)),
+        runnable_at = $4,
+        wake_requested = false,
+        executions = r.executions + 1,
+        -- A run still leased when claimed was abandoned by a crash (a dead worker, a lost
+        -- lease). Count such executions in a row that wrote no checkpoint at all.
+        recoveries = CASE
+            WHEN r.lease_owner IS NULL THEN 0
+            WHEN EXISTS (SELECT 1 FROM forgeflow.workflow_steps s
+                         WHERE s.run_id = r.id AND s.execution = r.executions) THEN 0
+            ELSE r.recoveries + 1
+        END,
+        updated_at = now()
+    WHERE r.id = $1
+      AND r.runnable_at IS NOT NULL
+      AND r.runnable_at <= $4
+      AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+    RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested,
+              r.end_reason, r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
+              r.scheduled_at,
+              -- A run without checkpoints (a fresh one) needs no replay read: see has_steps.
+              EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id)
+                  AS has_steps,
+              r.queue, r.executions, pg_notify('forgeflow_run_changed', r.id) AS notified
+),
+-- include: count_first_claims
+SELECT * FROM claimed;
 
 -- name: next_runnable_at
 -- When the claim loop should look again: a timer coming due or a lease running out.
@@ -727,6 +739,11 @@ VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (name) DO UPDATE
 SET concurrency = excluded.concurrency, key_concurrency = excluded.key_concurrency,
     rate_limit = excluded.rate_limit, rate_period_seconds = excluded.rate_period_seconds,
+    -- The ledger of first claims holds buckets of the old period (or none, without a
+    -- rate): claims count the runs started before now from the runs themselves.
+    starts_counted_from = CASE
+        WHEN q.rate_period_seconds IS DISTINCT FROM excluded.rate_period_seconds THEN now()
+        ELSE q.starts_counted_from END,
     updated_at = now()
 WHERE (q.concurrency, q.key_concurrency, q.rate_limit, q.rate_period_seconds)
       IS DISTINCT FROM (excluded.concurrency, excluded.key_concurrency, excluded.rate_limit,
@@ -734,6 +751,35 @@ WHERE (q.concurrency, q.key_concurrency, q.rate_limit, q.rate_period_seconds)
 
 -- name: limited_queues
 SELECT name FROM forgeflow.queues WHERE name = ANY($1::text[]) AND limited;
+
+-- fragment: count_first_claims
+-- The first claims a statement just made (the CTE "claimed", with each run's queue and
+-- executions: a first claim is the one that makes it 1), added to the ledger of their
+-- queue when it has a rate (see claim_limited_runs), in buckets of a twentieth of its
+-- rate period. Buckets no claim's window reaches any more are deleted as new claims
+-- arrive: those ending two periods before a claim (one period more than a window, for
+-- a claimer whose clock is behind).
+first_claims AS (
+    SELECT c.queue, c.started_at, b.width, l.rate_period_seconds
+    FROM claimed c
+    JOIN forgeflow.queues l ON l.name = c.queue AND l.rate_limit IS NOT NULL
+    CROSS JOIN LATERAL (
+        SELECT greatest(make_interval(secs => l.rate_period_seconds / 20),
+                        interval '1 microsecond') AS width
+    ) b
+    WHERE c.executions = 1
+), counted AS (
+    INSERT INTO forgeflow.queue_starts AS s (queue, until, starts)
+    SELECT f.queue, date_bin(f.width, f.started_at, timestamptz 'epoch') + f.width, count(*)
+    FROM first_claims f
+    GROUP BY 1, 2
+    ON CONFLICT (queue, until) DO UPDATE SET starts = s.starts + excluded.starts
+), forgotten AS (
+    DELETE FROM forgeflow.queue_starts s
+    USING (SELECT queue, min(started_at - make_interval(secs => 2 * rate_period_seconds)) AS before
+           FROM first_claims GROUP BY queue) f
+    WHERE s.queue = f.queue AND s.until < f.before
+)
 
 -- name: claim_limited_runs
 -- One statement that serialises the claimers of each limited queue through the queue's
@@ -748,18 +794,40 @@ SELECT name FROM forgeflow.queues WHERE name = ANY($1::text[]) AND limited;
 -- Counting in a snapshot from before the wait without this check would hand out the
 -- same last slot twice. Every row returned carries (limited, locked): fewer queues
 -- locked than limited means "retry". With nothing claimed, one row of NULLs carries them.
+-- The first claims in a rate window are bounded from the queue's ledger
+-- (forgeflow.queue_starts, a few buckets, written by the claims themselves and so read
+-- as exactly as the other counts) while that bound leaves room for all this claim may
+-- take, and counted from the runs otherwise: reading every run started in the window
+-- made each claim's cost grow with the queue's throughput.
 WITH RECURSIVE q AS MATERIALIZED (
     SELECT l.name, l.key_concurrency, l.claim_seq,
            CASE WHEN l.concurrency IS NULL THEN $4 ELSE l.concurrency - (
                SELECT count(*) FROM forgeflow.workflow_runs e
                WHERE e.queue = l.name AND e.lease_owner IS NOT NULL
                  AND e.lease_expires_at > now()) END AS free_slots,
-           CASE WHEN l.rate_limit IS NULL THEN $4 ELSE l.rate_limit - (
-               SELECT count(*) FROM forgeflow.workflow_runs s
-               WHERE s.queue = l.name AND s.started_at IS NOT NULL
-                 AND s.started_at > $1::timestamptz - make_interval(secs => l.rate_period_seconds))
+           CASE WHEN l.rate_limit IS NULL THEN $4
+                -- A bound on the window's first claims, when it leaves room for all this
+                -- claim may take: a few buckets read instead of the runs.
+                WHEN w.starts <= l.rate_limit - $4 THEN l.rate_limit - w.starts
+                -- Close to the limit: count the runs themselves.
+                ELSE l.rate_limit - (
+                    SELECT count(*) FROM forgeflow.workflow_runs s
+                    WHERE s.queue = l.name AND s.started_at IS NOT NULL
+                      AND s.started_at > w.since)
            END AS free_starts
     FROM forgeflow.queues l
+    CROSS JOIN LATERAL (
+        -- The ledger's buckets that reach into the window, and the window's first claims
+        -- from before the ledger counted them (none once a period has gone by since).
+        SELECT p.since,
+               (SELECT coalesce(sum(b.starts), 0) FROM forgeflow.queue_starts b
+                WHERE b.queue = l.name AND b.until > p.since)
+               + (SELECT count(*) FROM forgeflow.workflow_runs s
+                  WHERE s.queue = l.name AND s.started_at IS NOT NULL
+                    AND s.started_at > p.since
+                    AND s.started_at <= l.starts_counted_from) AS starts
+        FROM (SELECT $1::timestamptz - make_interval(secs => l.rate_period_seconds) AS since) p
+    ) w
     -- The list of queues is read through a sub-select on purpose: its length then
     -- weighs the same in every plan, so that PostgreSQL keeps reusing the statement's
     -- generic plan instead of planning it anew at each claim (planning it costs more
@@ -867,8 +935,13 @@ WITH RECURSIVE q AS MATERIALIZED (
       AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
     RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested,
               r.end_reason, r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
-              pg_notify('forgeflow_run_changed', r.id) AS notified
-)
+              r.scheduled_at,
+              -- As in claim_runs: a fresh run needs no replay read (see has_steps).
+              EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id)
+                  AS has_steps,
+              r.queue, r.executions, pg_notify('forgeflow_run_changed', r.id) AS notified
+),
+-- include: count_first_claims
 SELECT c.*, (SELECT count(*) FROM q) AS limited_queues,
        (SELECT count(*) FROM locked) AS locked_queues
 FROM (SELECT 1) one LEFT JOIN claimed c ON true;
