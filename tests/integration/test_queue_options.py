@@ -300,3 +300,42 @@ async def test_a_rate_declared_on_a_busy_queue_counts_the_runs_started_before(
     await ff._store.declare_queue("emails", None, None, 4, 3600.0)
     assert await ledger(ff) == []
     assert await claim_one_at_a_time(ff, datetime.now(UTC)) == 1
+
+
+async def wake_ups_of_an_end(ff: Forgeflow, dsn: str, owner: str) -> list[str]:
+    """The forgeflow_wakeup payloads sent when ``owner`` completes a run of ``emails`` it
+    claimed (every notification committed before a sentinel sent after the end)."""
+    now = datetime.now(UTC)
+    (run,) = await ff._store.claim_limited_runs(now, ["emails"], [("send_mail", 1)], 1, owner, 30)
+    heard: list[str] = []
+    sentinel = asyncio.Event()
+
+    def on_wakeup(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == "sentinel":
+            sentinel.set()
+        else:
+            heard.append(payload)
+
+    listener = await connect_direct(dsn)
+    try:
+        await listener.add_listener("forgeflow_wakeup", on_wakeup)
+        assert await ff._store.finish_run(run["id"], owner, "completed", '"a"', None, None, now)
+        await ff.pool.execute("SELECT pg_notify('forgeflow_wakeup', 'sentinel')")
+        await asyncio.wait_for(sentinel.wait(), 30)
+    finally:
+        await listener.close()
+    return heard
+
+
+async def test_a_freed_slot_wakes_the_other_workers_of_the_queue_not_the_one_freeing_it(
+    ff: Forgeflow, mailer: object, dsn: str
+) -> None:
+    """A run of a limited queue ended by the only worker serving the queue wakes nobody
+    (that worker claims again by itself); with a second worker, the queue's workers are
+    woken."""
+    await ff._store.declare_queue("emails", 2, None, None, None)
+    await ff.start_many(mailer, [Mail(to="a@example.com"), Mail(to="b@example.com")])  # type: ignore[arg-type]
+    await ff._store.register_worker("w1", ["emails"], ["send_mail:1"], 4)
+    assert await wake_ups_of_an_end(ff, dsn, "w1") == []
+    await ff._store.register_worker("w2", ["default", "emails"], ["send_mail:1"], 4)
+    assert await wake_ups_of_an_end(ff, dsn, "w1") == ["emails"]
