@@ -755,30 +755,34 @@ SELECT name FROM forgeflow.queues WHERE name = ANY($1::text[]) AND limited;
 -- fragment: count_first_claims
 -- The first claims a statement just made (the CTE "claimed", with each run's queue and
 -- executions: a first claim is the one that makes it 1), added to the ledger of their
--- queue when it has a rate (see claim_limited_runs), in buckets of a twentieth of its
--- rate period. Buckets no claim's window reaches any more are deleted as new claims
--- arrive: those ending two periods before a claim (one period more than a window, for
--- a claimer whose clock is behind).
+-- queue when it has a rate (see claim_limited_runs): in the bucket a twentieth of the
+-- rate period wide that holds each start, in a ring of 40 slots per queue. A bucket
+-- replaces an older one in its slot (two periods older, before every window, or from
+-- before the period changed, which the claim counts from the runs) and adds to a newer
+-- one (from a claimer whose clock is ahead): a row may over-count, never miss a start.
 first_claims AS (
-    SELECT c.queue, c.started_at, b.width, l.rate_period_seconds
+    SELECT c.queue, b.until, b.width
     FROM claimed c
     JOIN forgeflow.queues l ON l.name = c.queue AND l.rate_limit IS NOT NULL
     CROSS JOIN LATERAL (
         SELECT greatest(make_interval(secs => l.rate_period_seconds / 20),
                         interval '1 microsecond') AS width
+    ) w
+    CROSS JOIN LATERAL (
+        SELECT w.width, date_bin(w.width, c.started_at, timestamptz 'epoch') + w.width AS until
     ) b
     WHERE c.executions = 1
 ), counted AS (
-    INSERT INTO forgeflow.queue_starts AS s (queue, until, starts)
-    SELECT f.queue, date_bin(f.width, f.started_at, timestamptz 'epoch') + f.width, count(*)
+    INSERT INTO forgeflow.queue_starts AS s (queue, slot, until, starts)
+    SELECT f.queue,
+           mod((extract(epoch FROM f.until) / extract(epoch FROM f.width))::bigint, 40),
+           f.until, count(*)
     FROM first_claims f
-    GROUP BY 1, 2
-    ON CONFLICT (queue, until) DO UPDATE SET starts = s.starts + excluded.starts
-), forgotten AS (
-    DELETE FROM forgeflow.queue_starts s
-    USING (SELECT queue, min(started_at - make_interval(secs => 2 * rate_period_seconds)) AS before
-           FROM first_claims GROUP BY queue) f
-    WHERE s.queue = f.queue AND s.until < f.before
+    GROUP BY f.queue, f.until, f.width
+    ON CONFLICT (queue, slot) DO UPDATE
+    SET starts = CASE WHEN s.until < excluded.until THEN excluded.starts
+                      ELSE s.starts + excluded.starts END,
+        until = greatest(s.until, excluded.until)
 )
 
 -- name: claim_limited_runs
