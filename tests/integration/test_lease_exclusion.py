@@ -18,6 +18,7 @@ import pytest
 from forgeflow import Forgeflow, Registry, StepStatus, WorkflowContext, workflow
 from forgeflow._journal import Checkpoint
 from forgeflow._store import Store
+from tests.support.db import direct
 from tests.support.holds import step_held, waiting_checkpoint
 
 LEASE = 30.0
@@ -30,8 +31,8 @@ EXPIRE = (
 @pytest.fixture
 async def stores(dsn: str) -> AsyncIterator[tuple[Store, Store]]:
     """Two workers' stores: "a" executes the run, "b" would take it over."""
-    a = await Store.open(dsn, min_size=1, max_size=2, migrate=False)
-    b = await Store.open(dsn, min_size=1, max_size=2, migrate=False)
+    a = await Store.open(direct(dsn), min_size=1, max_size=2, migrate=False)
+    b = await Store.open(direct(dsn), min_size=1, max_size=2, migrate=False)
     try:
         yield a, b
     finally:
