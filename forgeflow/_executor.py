@@ -194,7 +194,7 @@ class Executor:
                 reason = "failure"
                 error = SerializationError(f"workflow output cannot be stored as JSON: {exc}")
             else:
-                return await self._complete(ctx, text)
+                return await self._complete(ctx, run, text)
         return await self._roll_back(ctx, run, reason, error)
 
     async def _call_workflow(
@@ -240,10 +240,19 @@ class Executor:
         )
         return "waiting"
 
-    async def _complete(self, ctx: WorkflowContext, output_json: str) -> str:
+    async def _complete(self, ctx: WorkflowContext, run: Record, output_json: str) -> str:
         now = self.clock.now()
         if not await ctx.store.finish_run(
-            ctx.run_id, ctx.worker_id, "completed", output_json, None, None, now
+            ctx.run_id,
+            ctx.worker_id,
+            "completed",
+            output_json,
+            None,
+            None,
+            now,
+            # Most runs have no parent, nor a hook or an event wait left open at the end:
+            # the statement for those is lighter, and checks it (see finish_run_alone).
+            alone=run["parent_run_id"] is None,
         ):
             raise LeaseLost()
         if ctx.run_id in self.outputs:
@@ -307,7 +316,14 @@ class Executor:
         else:
             status = "failed"
         if not await ctx.store.finish_run(
-            ctx.run_id, ctx.worker_id, status, None, final_error, reason, self.clock.now()
+            ctx.run_id,
+            ctx.worker_id,
+            status,
+            None,
+            final_error,
+            reason,
+            self.clock.now(),
+            alone=run is not None and run["parent_run_id"] is None,
         ):
             raise LeaseLost()
         await ctx.emit("run_finished", status=status, reason=reason, error=info.get("message"))

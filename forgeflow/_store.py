@@ -672,20 +672,27 @@ class Store:
         error_json: str | None,
         reason: str | None,
         now: datetime,
+        *,
+        alone: bool = False,
     ) -> bool:
         """Write a terminal status and wake a waiting parent; False if the lease is gone.
 
+        ``alone``: the run has no parent, so that a lighter statement may end it (it
+        refuses a run with open hooks or event waits, which the full one then ends).
         Combined with other runs' ends into one statement when this store batches and
         an end is already being written.
         """
-        entry = FinishEntry(run_id, worker, status, output_json, error_json, reason, now)
+        entry = FinishEntry(run_id, worker, status, output_json, error_json, reason, now, alone)
         if self._batching is None:
             return await self.write_finish(entry) is not None
         return await self._batching.finishes.write(entry, self.write_finish) is not None
 
     async def write_finish(self, entry: FinishEntry) -> bool | None:
         """``finish_run`` as a statement of its own: True, or None if the lease is gone."""
-        row = await self._fetchrow("finish_run", *entry)
+        args = entry[:7]
+        if entry.alone and await self._fetchrow("finish_run_alone", *args) is not None:
+            return True
+        row = await self._fetchrow("finish_run", *args)
         return None if row is None else True
 
     async def write_finishes(self, entries: Sequence[FinishEntry]) -> dict[str, bool]:

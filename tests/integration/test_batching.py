@@ -44,7 +44,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Statements:
     original = Store._call
 
     async def counted(self: Store, method: str, name: str, *args: Any) -> Any:
-        if name in ("checkpoint_step", "finish_run"):
+        if name in ("checkpoint_step", "finish_run", "finish_run_alone"):
             sent.append((name, 1))
         elif name in ("checkpoint_steps", "finish_runs"):
             sent.append((name, len(json.loads(args[0]))))
