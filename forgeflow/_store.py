@@ -130,6 +130,11 @@ class Store:
         """A store whose statements all run on ``conn`` (the pool or one connection)."""
         return Store(self.pool, self.dsn, conn, engine, self._batching, direct_dsn=self.direct_dsn)
 
+    def public(self) -> Store:
+        """This store's connection (or pool), raising ``DatabaseError`` as the public API
+        does rather than ``EngineFault``."""
+        return self.bind(self._db, engine=False)
+
     def batching(self) -> Store:
         """This store, with the checkpoints and ends of the runs executed through it (and
         through every store bound from it) combined into shared statements."""
