@@ -1,17 +1,10 @@
 -- Fewer index entries written per run. Every insert of a run row and every update that
 -- changes an indexed column (a claim, a finish) adds an entry to each index whose
--- predicate the new row version meets: three of them are not needed for that.
-
--- Idempotency keys are unique among the runs that have one. As a unique constraint, the
--- index also held an entry for every run without a key (nearly all of them).
-CREATE UNIQUE INDEX workflow_runs_idempotency_key_idx ON forgeflow.workflow_runs (idempotency_key)
-    WHERE idempotency_key IS NOT NULL;
-ALTER TABLE forgeflow.workflow_runs DROP CONSTRAINT workflow_runs_idempotency_key_key;
-
--- Executing runs were in three partial indexes (WHERE lease_owner IS NOT NULL). No query
--- looks runs up by lease owner alone (a heartbeat finds its runs by id), and the per-queue
--- counts of executing runs read the lease expiry index as well, with the concurrency key
--- carried in it.
+-- predicate the new row version meets: an executing run was in three partial indexes
+-- (WHERE lease_owner IS NOT NULL), two of which nothing needs. No query looks runs up by
+-- lease owner alone (a heartbeat finds its runs by id), and the per-queue counts of
+-- executing runs (limited claims, queue stats) read the lease expiry index as well, with
+-- the concurrency key carried in it.
 DROP INDEX forgeflow.workflow_runs_lease_idx;
 DROP INDEX forgeflow.workflow_runs_executing_idx;
 DROP INDEX forgeflow.workflow_runs_lease_expiry_idx;

@@ -10,7 +10,7 @@ INSERT INTO forgeflow.workflow_runs
     (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
      created_at, priority, concurrency_key)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6, $9, $8, $7, $10, $11)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, pg_notify('forgeflow_wakeup', queue);
 
 -- name: insert_claimed_run
@@ -25,7 +25,7 @@ INSERT INTO forgeflow.workflow_runs AS r
      lease_owner, lease_expires_at)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::timestamptz, $8, $7, $9, $10, 'running', $7,
         $7::timestamptz + make_interval(secs => $8), 1, $11, now() + make_interval(secs => $12))
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
           r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries, r.scheduled_at,
           false AS has_steps, pg_notify('forgeflow_run_changed', r.id);
@@ -707,7 +707,7 @@ WITH batch AS (
     FROM batch b
     WHERE NOT EXISTS (SELECT 1 FROM foreign_keys)
     ORDER BY b.ord
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, idempotency_key, runnable_at
 )
 SELECT b.ord,
@@ -1243,7 +1243,7 @@ WITH claimed AS (
     SELECT f.id, $4, $5, $6, c.input, 'schedule:' || c.name || ':' || f.key, f.at, $7, $8,
            c.name, f.at
     FROM claimed c, unnest($9::text[], $10::timestamptz[], $11::text[]) AS f (id, at, key)
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, pg_notify('forgeflow_wakeup', queue)
 )
 SELECT (SELECT count(*) FROM claimed) AS claimed, ARRAY(SELECT id FROM fired) AS runs;
