@@ -1,7 +1,25 @@
 -- Every statement forgeflow sends to PostgreSQL, each under a "-- name: x" header.
 -- Statements that write on behalf of a worker check its lease in the same statement:
 -- a worker that lost its lease (paused, partitioned) has its write refused by the
--- database, and the row lock taken by the check keeps a claimer out while it commits.
+-- database.
+--
+-- A write and a claim of one run never overlap. Each run has a transaction-level
+-- advisory lock, keyed hashtextextended(run id, 0): a lease-checked write holds it shared
+-- (lease_held below), a claim holds it exclusive (tried only on a run it may take, whose
+-- lease is gone), both until they commit, and neither waits for it. A write that finds
+-- a claim in progress is refused, a claim that finds a write in flight skips the run.
+-- The write checks the lease expiry against clock_timestamp() once the lock is held,
+-- so even a row it reads from before a claim that committed meanwhile fails the check
+-- (that claim saw the lease expired, earlier). Unlike a row lock, the advisory lock is
+-- held in memory only: the run row is not written, which on the hot path (a step's
+-- checkpoint) saves a WAL record and its share of the commit.
+
+-- fragment: lease_held
+-- Run $1 is leased to worker $2 (the run row unaliased), its advisory lock taken first.
+    WHERE id = $1
+      AND CASE WHEN lease_owner = $2
+                    AND pg_try_advisory_xact_lock_shared(hashtextextended($1, 0))
+               THEN lease_expires_at > clock_timestamp() ELSE false END
 
 -- name: insert_run
 -- $7 is the start time, $9 when the run becomes claimable ($7, or later when delayed).
@@ -75,7 +93,10 @@ WITH RECURSIVE levels AS (
         LIMIT (SELECT $4::int)
         FOR UPDATE SKIP LOCKED
     ) c
+    -- Locked rows are current: the run is claimable, and a write in flight for it (an
+    -- expired lease's last checkpoint) makes the claim skip it.
     WHERE v.priority IS NOT NULL
+      AND pg_try_advisory_xact_lock(hashtextextended(c.id, 0))
     ORDER BY c.priority DESC, c.runnable_at
     LIMIT (SELECT $4::int)
 )
@@ -124,9 +145,11 @@ SET lease_owner = $2,
     END,
     updated_at = now()
 WHERE r.id = $1
-  AND r.runnable_at IS NOT NULL
-  AND r.runnable_at <= $4
-  AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+  -- The advisory lock is tried only once the run is known to be claimable.
+  AND CASE WHEN r.runnable_at IS NOT NULL
+                AND r.runnable_at <= $4
+                AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+           THEN pg_try_advisory_xact_lock(hashtextextended(r.id, 0)) ELSE false END
 RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
           r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries, r.scheduled_at,
           -- A run without checkpoints (a fresh one) needs no replay read: see has_steps.
@@ -194,8 +217,7 @@ FROM forgeflow.workflow_steps WHERE run_id = $1;
 -- lands after the step's own checkpoint changes nothing.
 WITH run AS (
     SELECT cancel_requested, watched_until, executions FROM forgeflow.workflow_runs
-    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
-    FOR KEY SHARE
+    -- include: lease_held
 ), saved AS (
     INSERT INTO forgeflow.workflow_steps AS s
         (run_id, name, kind, status, result, result_type, error, attempts, started_at,
@@ -227,13 +249,14 @@ WITH given AS (
            (e->>10)::timestamptz AS completed_at, e->>11 AS input
     FROM jsonb_array_elements($1::jsonb) AS e
 ), run AS (
+    -- lease_held for each run of the batch, the lock tried on its leased row only.
     SELECT r.id, r.cancel_requested, r.watched_until, r.executions
     FROM forgeflow.workflow_runs r
     JOIN (SELECT DISTINCT run_id, worker FROM given) w
       ON r.id = w.run_id AND r.lease_owner = w.worker
-    WHERE r.lease_expires_at > now()
-    ORDER BY r.id
-    FOR KEY SHARE OF r
+    WHERE CASE WHEN r.id = w.run_id AND r.lease_owner = w.worker
+                    AND pg_try_advisory_xact_lock_shared(hashtextextended(r.id, 0))
+               THEN r.lease_expires_at > clock_timestamp() ELSE false END
 ), saved AS (
     INSERT INTO forgeflow.workflow_steps AS s
         (run_id, name, kind, status, result, result_type, error, attempts, started_at,
@@ -253,8 +276,7 @@ FROM run;
 -- name: mark_compensated
 WITH run AS (
     SELECT executions FROM forgeflow.workflow_runs
-    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
-    FOR KEY SHARE
+    -- include: lease_held
 )
 UPDATE forgeflow.workflow_steps s
 SET status = CASE WHEN $4::jsonb IS NULL THEN 'compensated' ELSE s.status END,
@@ -470,8 +492,7 @@ LIMIT $5;
 -- name: insert_hook
 WITH run AS (
     SELECT workflow, executions FROM forgeflow.workflow_runs
-    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
-    FOR KEY SHARE
+    -- include: lease_held
 ), hook AS (
     INSERT INTO forgeflow.hooks
         (id, run_id, workflow, name, step, on_timeout, timeout_seconds, metadata, created_at)
@@ -536,8 +557,7 @@ LIMIT $3;
 -- name: insert_event_wait
 WITH run AS (
     SELECT executions FROM forgeflow.workflow_runs
-    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
-    FOR KEY SHARE
+    -- include: lease_held
 ), wait AS (
     INSERT INTO forgeflow.event_waits (run_id, step, event_type, match, created_at, expires_at)
     SELECT $1, $3, $4, $5::jsonb, $6, $7 FROM run
@@ -581,8 +601,7 @@ SELECT (SELECT count(DISTINCT run_id) FROM delivered),
 -- An attached child inherits a cancel that reached the parent a moment before.
 WITH run AS (
     SELECT queue, cancel_requested, executions FROM forgeflow.workflow_runs
-    WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
-    FOR KEY SHARE
+    -- include: lease_held
 ), child AS (
     INSERT INTO forgeflow.workflow_runs
         (id, workflow, version, queue, input, parent_run_id, parent_step, detached,
@@ -886,8 +905,11 @@ WITH RECURSIVE q AS MATERIALIZED (
         updated_at = now()
     FROM chosen c
     WHERE r.id = c.id
-      AND r.runnable_at IS NOT NULL AND r.runnable_at <= (SELECT $1::timestamptz)
-      AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+      -- The advisory lock is tried only on a chosen row found claimable.
+      AND CASE WHEN r.id = c.id
+                    AND r.runnable_at IS NOT NULL AND r.runnable_at <= (SELECT $1::timestamptz)
+                    AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+               THEN pg_try_advisory_xact_lock(hashtextextended(r.id, 0)) ELSE false END
     RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested,
               r.end_reason, r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
               pg_notify('forgeflow_run_changed', r.id) AS notified

@@ -1,9 +1,8 @@
 """Batched checkpoints: runs executing in one worker share statements, keep every guarantee.
 
-A write is held in flight by a real row lock: the test locks one run's row (FOR UPDATE
-conflicts with the checkpoint's FOR KEY SHARE), so that run's checkpoint statement waits
-in PostgreSQL, and the checkpoints other runs reach meanwhile queue behind it. Statements
-are counted at the store layer, by name and rows.
+A write is held in flight by a real lock (``tests.support.holds``): one run's checkpoint
+statement waits in PostgreSQL, and the checkpoints other runs reach meanwhile queue
+behind it. Statements are counted at the store layer, by name and rows.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 from forgeflow import Forgeflow, Registry, WorkflowContext, workflow
 from forgeflow._store import Store
 from tests.support.db import connect_direct, wait_for, wait_for_run_status
+from tests.support.holds import HOLD_STEP, step_held, waiting_checkpoint
 from tests.support.wf_chain import ChainSpec, chain
 from tests.support.worker_effects import create_effects, effects
 from tests.support.worker_procs import WorkerProcess, WorkerProcesses
@@ -86,39 +85,6 @@ def gated_workflow(registry: Registry, gates: Gates) -> Any:
     return gated
 
 
-@asynccontextmanager
-async def row_locked(dsn: str, run_id: str) -> AsyncIterator[asyncpg.Connection]:
-    """Hold ``run_id``'s row locked FOR UPDATE until the block ends (then commit)."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        tr = conn.transaction()
-        await tr.start()
-        await conn.execute("SELECT 1 FROM forgeflow.workflow_runs WHERE id = $1 FOR UPDATE", run_id)
-        try:
-            yield conn
-        finally:
-            await tr.commit()
-    finally:
-        await conn.close()
-
-
-async def waiting_checkpoint(pool: asyncpg.Pool) -> int:
-    """Wait until a checkpoint statement waits for a lock; its backend's pid."""
-    # Matched on the named statement's leading comment too: pg_stat_activity keeps only
-    # the first kilobyte of a statement's text.
-    query = (
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock' AND (query LIKE '%INSERT INTO forgeflow.workflow_steps%'"
-        " OR query LIKE '-- checkpoint_step%')"
-    )
-
-    async def check() -> int | None:
-        value: int | None = await pool.fetchval(query)
-        return value
-
-    return await wait_for(check, what="a checkpoint statement waiting for a lock")
-
-
 async def queued(ff: Forgeflow, count: int) -> None:
     """Wait until ``count`` checkpoints are queued behind the write in flight."""
     batching = ff._executor.store._batching
@@ -133,19 +99,19 @@ async def queued(ff: Forgeflow, count: int) -> None:
 
 async def start_behind_blocker(
     ff: Forgeflow, dsn: str, gates: Gates, gated: Any, values: list[str]
-) -> tuple[str, list[str], asyncpg.Connection, Any]:
+) -> tuple[str, list[str], Any]:
     """Start a blocker run and one run per value; hold the blocker's checkpoint in flight
-    and queue the others' behind it. Returns the lock's connection and its context."""
+    and queue the others' behind it. Returns the runs and the hold's context."""
     blocker = await ff.start(gated, ["blocker", "b"])
     others = [await ff.start(gated, ["other", v]) for v in values]
     await gates.all_entered.wait()
-    lock = row_locked(dsn, blocker)
-    conn = await lock.__aenter__()
+    lock = step_held(dsn, blocker)
+    await lock.__aenter__()
     gates.open["blocker"].set()
     await waiting_checkpoint(ff.pool)
     gates.open["other"].set()
     await queued(ff, len(values))
-    return blocker, others, conn, lock
+    return blocker, others, lock
 
 
 async def test_a_run_alone_pays_one_statement_per_step(
@@ -173,7 +139,7 @@ async def test_checkpoints_reached_during_a_write_go_together_in_one_statement(
     gates = Gates()
     gated = gated_workflow(registry, gates)
     async with ff.worker(concurrency=10):
-        blocker, others, _, lock = await start_behind_blocker(
+        blocker, others, lock = await start_behind_blocker(
             ff, dsn, gates, gated, [f"v{i}" for i in range(OTHERS)]
         )
         await lock.__aexit__(None, None, None)
@@ -194,7 +160,7 @@ async def test_a_lease_stolen_in_a_batch_refuses_that_runs_checkpoint_only(
     gates = Gates()
     gated = gated_workflow(registry, gates)
     async with ff.worker(concurrency=10):
-        blocker, others, _, lock = await start_behind_blocker(
+        blocker, others, lock = await start_behind_blocker(
             ff, dsn, gates, gated, [f"v{i}" for i in range(OTHERS)]
         )
         robbed = others[0]
@@ -224,7 +190,7 @@ async def test_a_row_refused_for_its_data_fails_only_its_own_step(
     gated = gated_workflow(registry, gates)
     values = ["nul", *[f"v{i}" for i in range(1, OTHERS)]]
     async with ff.worker(concurrency=10):
-        blocker, others, _, lock = await start_behind_blocker(ff, dsn, gates, gated, values)
+        blocker, others, lock = await start_behind_blocker(ff, dsn, gates, gated, values)
         await lock.__aexit__(None, None, None)
         assert await wait_for_run_status(ff.pool, others[0], "completed", "failed") == "failed"
         for run_id in [blocker, *others[1:]]:
@@ -246,11 +212,11 @@ async def test_an_engine_error_in_a_batch_hands_every_run_of_it_back(
     gates = Gates()
     gated = gated_workflow(registry, gates)
     async with ff.worker(concurrency=10):
-        blocker, others, _, lock = await start_behind_blocker(
+        blocker, others, lock = await start_behind_blocker(
             ff, dsn, gates, gated, [f"v{i}" for i in range(OTHERS)]
         )
-        # The batch is held too, by a lock on one of its runs, and its backend killed.
-        async with row_locked(dsn, others[-1]):
+        # The batch is held too, by one of its rows, and its backend killed.
+        async with step_held(dsn, others[-1]):
             await lock.__aexit__(None, None, None)
             await wait_for_run_status(ff.pool, blocker, "completed")
             pid = await waiting_checkpoint(ff.pool)
@@ -284,12 +250,13 @@ async def procs(dsn: str, tmp_path: Path) -> AsyncIterator[WorkerProcesses]:
 async def hold_a_batch(
     ff: Forgeflow, dsn: str, worker: WorkerProcess
 ) -> tuple[asyncpg.Connection, int]:
-    """Lock the row of a run ``worker`` executes until a batch of checkpoints waits for it;
-    the lock's connection (in its transaction) and the batch's backend. A lone write
-    caught instead is let go."""
+    """Hold the next checkpoint of a run ``worker`` executes (its row inserted in an open
+    transaction) until a batch of checkpoints waits for it; the holding connection (in
+    its transaction) and the batch's backend. A lone write caught instead is let go."""
     runs = (
-        "SELECT r.id FROM forgeflow.workflow_runs r WHERE r.lease_owner = $1"
-        " AND (SELECT count(*) FROM forgeflow.workflow_steps s WHERE s.run_id = r.id) < 4"
+        "SELECT r.id, 's' || (count(s.name) + 1) FROM forgeflow.workflow_runs r"
+        " LEFT JOIN forgeflow.workflow_steps s ON s.run_id = r.id"
+        " WHERE r.lease_owner = $1 GROUP BY r.id HAVING count(s.name) < 4"
         " ORDER BY random() LIMIT 1"
     )
     blocked = (
@@ -299,11 +266,15 @@ async def hold_a_batch(
         " OR query LIKE '-- checkpoint_step%')"
     )
     for _ in range(20):
-        run_id = await wait_for(lambda: ff.pool.fetchval(runs, worker.worker_id), what="a run")
+        run_id, step = await wait_for(
+            lambda: ff.pool.fetchrow(runs, worker.worker_id), what="a run"
+        )
         # Straight to the server: the lock's pid must be the backend that holds it.
         conn = await connect_direct(dsn)
         await conn.execute("BEGIN")
-        await conn.execute("SELECT 1 FROM forgeflow.workflow_runs WHERE id = $1 FOR UPDATE", run_id)
+        if await conn.fetchval(HOLD_STEP, run_id, step) is None:
+            await conn.close()  # the run went past that step meanwhile: try another
+            continue
         lock_pid = conn.get_server_pid()
 
         async def check(lock_pid: int = lock_pid) -> list[int | None]:
@@ -324,14 +295,16 @@ async def test_a_worker_killed_mid_batch_loses_no_acknowledged_checkpoint(
     pool = ff.pool
     await create_effects(pool)
     victim = await procs.start(CHAIN, concurrency=20, poll_interval=0.1)
-    run_ids = [await ff.start(chain, ChainSpec(steps=8)) for _ in range(20)]
+    # Steps of 50 ms keep the runs under way while the test looks for a batch to hold:
+    # of instant steps, a worker can finish all 20 runs while it lets a few lone writes by.
+    run_ids = [await ff.start(chain, ChainSpec(steps=8, delay=0.05)) for _ in range(20)]
     done = "SELECT count(*) >= $1 FROM public.worker_effects WHERE event = 'done'"
     await wait_for(lambda: pool.fetchval(done, 20), what="the runs under way")
     conn, batch = await hold_a_batch(ff, dsn, victim)
     written = "SELECT count(*) FROM forgeflow.workflow_steps"
     before = await pool.fetchval(written)
     await victim.kill()
-    await conn.execute("COMMIT")  # the held batch commits now, for a process now gone
+    await conn.execute("ROLLBACK")  # the held batch commits now, for a process now gone
     await conn.close()
     await wait_for(lambda: _statement_gone(pool, batch), what="the batch's backend to end")
     # The batch's rows are in although nobody was told: several runs' checkpoints.
