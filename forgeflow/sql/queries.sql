@@ -12,7 +12,10 @@
 -- so even a row it reads from before a claim that committed meanwhile fails the check
 -- (that claim saw the lease expired, earlier). Unlike a row lock, the advisory lock is
 -- held in memory only: the run row is not written, which on the hot path (a step's
--- checkpoint) saves a WAL record and its share of the commit.
+-- checkpoint) saves a WAL record and its share of the commit. A claim's snapshot can
+-- still predate the commit of such a write that ended just before the claim tried the
+-- lock, so a claim never tells a run executed before that it has no checkpoints to read
+-- (has_steps).
 
 -- fragment: lease_held
 -- Run $1 is leased to worker $2 (the run row unaliased), its advisory lock taken first.
@@ -127,8 +130,12 @@ SET lease_owner = $5,
 WHERE r.id = ANY(ARRAY(SELECT id FROM candidates))
 RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
           r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries, r.scheduled_at,
-          -- A run without checkpoints (a fresh one) needs no replay read: see has_steps.
-          EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id) AS has_steps,
+          -- A run never executed before and without checkpoints needs no replay read.
+          -- One executed before always has its checkpoints read: the last one its previous
+          -- owner committed may postdate this statement's snapshot (see the top of file).
+          (r.executions > 1
+           OR EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id))
+              AS has_steps,
           pg_notify('forgeflow_run_changed', r.id);
 
 -- name: claim_run
@@ -160,8 +167,9 @@ WITH claimed AS (
     RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested,
               r.end_reason, r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
               r.scheduled_at,
-              -- A run without checkpoints (a fresh one) needs no replay read: see has_steps.
-              EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id)
+              -- As in claim_runs: a replay read unless the run is new and has no checkpoints.
+              (r.executions > 1
+               OR EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id))
                   AS has_steps,
               r.queue, r.executions, pg_notify('forgeflow_run_changed', r.id) AS notified
 ),
@@ -985,8 +993,9 @@ WITH RECURSIVE q AS MATERIALIZED (
     RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested,
               r.end_reason, r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
               r.scheduled_at,
-              -- As in claim_runs: a fresh run needs no replay read (see has_steps).
-              EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id)
+              -- As in claim_runs: a replay read unless the run is new and has no checkpoints.
+              (r.executions > 1
+               OR EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id))
                   AS has_steps,
               r.queue, r.executions, pg_notify('forgeflow_run_changed', r.id) AS notified
 ),
