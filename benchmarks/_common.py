@@ -48,6 +48,14 @@ async def describe_server(dsn: str) -> str:
     )
 
 
+async def announce(dsn: str | None) -> str:
+    """The DSN to use (see ``server_dsn``), once the server and the load are printed."""
+    resolved = await server_dsn(dsn)
+    print(f"server: {await describe_server(resolved)}")
+    print(load_line())
+    return resolved
+
+
 def percentile(values: Sequence[float], pct: float) -> float:
     """The ``pct`` percentile (0-100) by linear interpolation between closest ranks."""
     ordered = sorted(values)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from _common import describe_server, dsn_argument, load_line, server_dsn, summary_ms
+from _common import announce, dsn_argument, load_line, summary_ms
 from _worker_proc import (
     RAW_CHANGED,
     RAW_FINISH,
@@ -370,9 +370,7 @@ async def main() -> None:
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
     quiet_logs()
-    dsn = await server_dsn(args.dsn)
-    print(f"server: {await describe_server(dsn)}")
-    print(load_line())
+    dsn = await announce(args.dsn)
     await prepare_raw_schema(dsn)
     async with (
         Forgeflow.connect(dsn, registry=registry) as ff,

@@ -59,6 +59,9 @@ class FinishEntry(NamedTuple):
     error: str | None
     reason: str | None
     at: datetime
+    #: The run has no parent: try the statement that writes its row alone first (it
+    #: refuses a run with open hooks or event waits, see finish_run_alone).
+    alone: bool = False
 
 
 E = TypeVar("E", CheckpointEntry, FinishEntry)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any, NamedTuple, TypeVar, overload
 
 import anyio
@@ -24,15 +26,17 @@ from ._notify import Notifications
 from ._queues import QueueState, hold_reason, queue_states
 from ._records import hook_record, run_record, step_record
 from ._repair import Repairs
-from ._runloop import ENDED, Claim, RunLoop
+from ._runloop import ENDED, RunLoop
 from ._runtime import Runtime
 from ._schedules import ScheduleRecord, Schedules
 from ._serde import dumps, loads
 from ._settings import Settings, direct_url
+from ._signals import EngineFault
 from ._start_options import Debounce, StartOptions, start_options
-from ._store import Store
+from ._store import Record, Store
 from ._worker import WORKER_SILENCE_SECONDS, Worker
 from .errors import (
+    DatabaseError,
     HookAlreadyUsed,
     HookExpired,
     HookNotFound,
@@ -815,8 +819,8 @@ class Forgeflow:
         of its last execution ("" if nothing was written) and its output if it completed."""
         definition = new.definition
 
-        async def insert(_limit: int, worker_id: str, lease_seconds: float) -> list[Any]:
-            row = await self._store.insert_claimed_run(
+        async def insert(store: Store, worker_id: str, lease_seconds: float) -> list[Any]:
+            row = await store.insert_claimed_run(
                 run_id,
                 definition.name,
                 definition.version,
@@ -856,50 +860,77 @@ class Forgeflow:
         """Execute ``run_id`` here whenever it is runnable, until it ends."""
         await self._drive(run_id, None)
 
-    async def _drive(self, run_id: str, first: Claim | None) -> str:
+    async def _drive(self, run_id: str, first: _FirstClaim | None) -> str:
         # Executes the run whenever it can be claimed until it ends; the outcome of its
-        # last execution here ("" if none). ``first`` claims it the first time (when it
-        # finds nothing, neither does this).
+        # last execution here ("" if none).
         await self._notifications.start()
         loop = RunLoop(self._executor, lease_seconds=self.settings.lease_seconds)
+        outcome = ""
+        async with anyio.create_task_group() as group:
+            # Leases are first renewed a third of a lease after the claim: the heartbeat
+            # task starts only then, so that a run that ends sooner (most) costs none.
+            heartbeats = asyncio.get_running_loop().call_later(
+                loop.lease_seconds / 3, group.start_soon, partial(loop.keep_leases, first=0)
+            )
+            try:
+                outcome = await self._executions(run_id, loop, first)
+            finally:
+                heartbeats.cancel()
+                group.cancel_scope.cancel()
+        return outcome
+
+    async def _executions(self, run_id: str, loop: RunLoop, first: _FirstClaim | None) -> str:
+        # ``first`` claims the run the first time (when it finds nothing, neither does
+        # this), on the connection its execution then holds: one pool checkout for both.
+        outcome = ""
+        if first is not None:
+            async with AsyncExitStack() as stack:
+                try:
+                    store = await stack.enter_async_context(self._executor.holding())
+                except EngineFault as fault:
+                    # No connection to start on: what a start that fails raises.
+                    raise DatabaseError(f"insert_claimed_run: {fault.cause}") from fault.cause
+                public = store.public()
+                claimed = await loop.claim(lambda _n, worker, secs: first(public, worker, secs), 1)
+                if not claimed:
+                    return outcome
+                outcome = await loop.execute(*claimed.pop(), store)
+            if outcome in ENDED:
+                return outcome  # it ended here: nothing left to claim or to read
 
         async def claim(_limit: int, worker_id: str, lease_seconds: float) -> list[Any]:
             row = await self._store.claim_run(run_id, worker_id, lease_seconds, self._clock.now())
             return [] if row is None else [row]
 
-        outcome = ""
-        claimed = [] if first is None else await loop.claim(first, 1)
-        if first is not None and not claimed:
-            return outcome
-        async with anyio.create_task_group() as group:
-            await group.start(loop.keep_leases)
-            while True:
-                changed = self._notifications.run_changed(run_id)
-                try:
-                    claimed = claimed or await loop.claim(claim, 1)
-                    if claimed:
-                        outcome = await loop.execute(*claimed.pop())
-                        if outcome in ENDED:
-                            break  # it ended here: nothing left to claim or to read
-                        continue
-                    record = await self._brief(run_id)
-                    if record.is_terminal:
-                        break
-                    kind = (record.wait or {}).get("kind")
-                    if kind in ("child", "children"):
-                        # The run waits for its children: execute them here as well, so
-                        # that `run` needs no worker for sub-workflows.
-                        await self._drive_children(run_id)
-                        continue
-                    delay = 1.0
-                    if record.wake_at is not None:
-                        delay = (record.wake_at - self._clock.now()).total_seconds()
-                    with anyio.move_on_after(min(max(delay, 0.005), 1.0)):
-                        await changed.wait()
-                finally:
-                    self._notifications.forget(run_id, changed)
-            group.cancel_scope.cancel()
-        return outcome
+        while True:
+            changed = self._notifications.run_changed(run_id)
+            try:
+                claimed = await loop.claim(claim, 1)
+                if claimed:
+                    outcome = await loop.execute(*claimed.pop())
+                    if outcome in ENDED:
+                        return outcome
+                    continue
+                record = await self._brief(run_id)
+                if record.is_terminal:
+                    return outcome
+                kind = (record.wait or {}).get("kind")
+                if kind in ("child", "children"):
+                    # The run waits for its children: execute them here as well, so
+                    # that `run` needs no worker for sub-workflows.
+                    await self._drive_children(run_id)
+                    continue
+                delay = 1.0
+                if record.wake_at is not None:
+                    delay = (record.wake_at - self._clock.now()).total_seconds()
+                with anyio.move_on_after(min(max(delay, 0.005), 1.0)):
+                    await changed.wait()
+            finally:
+                self._notifications.forget(run_id, changed)
+
+
+#: Claims a run the first time on ``store`` for ``worker_id`` with a lease of ``seconds``.
+_FirstClaim = Callable[[Store, str, float], Awaitable[list[Record]]]
 
 
 class _NewRun(NamedTuple):

@@ -103,7 +103,8 @@ class WorkflowContext:
         self._releasing = False
         self._interrupt = anyio.Event()
         self._in_flight: dict[str, tuple[int, datetime, float]] = {}
-        self._watcher: asyncio.Task[None] | None = None
+        # The watcher of slow attempts: a timer until it is due to look, then a task.
+        self._watcher: asyncio.TimerHandle | asyncio.Task[None] | None = None
 
     # -- steps ---------------------------------------------------------------------
 
@@ -531,13 +532,19 @@ class WorkflowContext:
     # pays a dict insert and delete. The write goes through the lease-checked checkpoint
     # statement on a pooled connection (the run's own may be busy with the step), and
     # that statement never turns a finished checkpoint back into a running one, so a
-    # write landing after the step's own checkpoint changes nothing.
+    # write landing after the step's own checkpoint changes nothing. The watcher is a
+    # timer until its first look is due (half the threshold): an execution that ends
+    # sooner, as most do, starts no task for it.
 
     def attempt_started(self, name: str, attempt: int, started: datetime) -> None:
         """Engine: attempt ``attempt`` of step ``name`` is running."""
         self._in_flight[name] = (attempt, started, time.monotonic())
         if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._show_running())
+            loop = asyncio.get_running_loop()
+            self._watcher = loop.call_later(self.settings.running_after / 2, self._watch)
+
+    def _watch(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._show_running())
 
     def attempt_ended(self, name: str) -> None:
         """Engine: the attempt of step ``name`` in flight has ended."""
@@ -547,12 +554,12 @@ class WorkflowContext:
         threshold = self.settings.running_after
         shown: set[tuple[str, int]] = set()
         while True:
-            await asyncio.sleep(threshold / 2)
             now = time.monotonic()
             for name, (attempt, started, since) in list(self._in_flight.items()):
                 if now - since >= threshold and (name, attempt) not in shown:
                     shown.add((name, attempt))
                     await self._write_running(name, attempt, started)
+            await asyncio.sleep(threshold / 2)
 
     async def _write_running(self, name: str, attempt: int, started: datetime) -> None:
         try:

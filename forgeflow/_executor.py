@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -51,9 +53,11 @@ class Executor:
         #: process: ``Forgeflow.run`` returns it without reading the run back.
         self.outputs: dict[str, str | None] = {}
 
-    async def execute(self, run: Record, lease: Lease) -> str:
+    async def execute(self, run: Record, lease: Lease, store: Store | None = None) -> str:
         """Execute a run this worker has leased; returns what became of it.
 
+        ``store``: where the execution's statements go when the caller already holds one
+        (from ``holding``); else the execution holds a connection of its own.
         Whatever happens in forgeflow's own machinery meanwhile (a dropped connection, a
         statement PostgreSQL refused) abandons the attempt and hands the run back at once:
         it is never mistaken for the workflow's failure.
@@ -64,7 +68,10 @@ class Executor:
             await self.hand_back(run_id, lease)
             return "released"
         try:
-            return await self._execute_held(run, definition, lease)
+            if store is not None:
+                return await self._execute_on(store, run, definition, lease)
+            async with self.holding() as held:
+                return await self._execute_on(held, run, definition, lease)
         except EngineFault as fault:
             log.warning(
                 "run_abandoned",
@@ -76,20 +83,21 @@ class Executor:
             await self.hand_back(run_id, lease)
             return "abandoned"
 
-    async def _execute_held(
-        self, run: Record, definition: WorkflowDefinition[Any, Any], lease: Lease
-    ) -> str:
+    @asynccontextmanager
+    async def holding(self) -> AsyncIterator[Store]:
+        """The engine store one execution runs on, for the duration of the block."""
         # The run holds one pooled connection while it executes: every checkpoint then
         # costs exactly its round trip, without the pool's acquire/release bookkeeping.
         # Only half the pool is held that way: heartbeats, claims and steps using
         # ctx.db() need the rest, or runs holding every connection would wait forever for
         # their own steps' (and lose their leases meanwhile). The others go per statement.
         if self._held >= self.store.pool.get_max_size() // 2:
-            return await self._execute_on(self.store.bind(self.store.pool), run, definition, lease)
+            yield self.store.bind(self.store.pool)
+            return
         self._held += 1
         try:
             async with self.store.held() as store:
-                return await self._execute_on(store, run, definition, lease)
+                yield store
         finally:
             self._held -= 1
 
@@ -194,7 +202,7 @@ class Executor:
                 reason = "failure"
                 error = SerializationError(f"workflow output cannot be stored as JSON: {exc}")
             else:
-                return await self._complete(ctx, text)
+                return await self._complete(ctx, run, text)
         return await self._roll_back(ctx, run, reason, error)
 
     async def _call_workflow(
@@ -240,10 +248,19 @@ class Executor:
         )
         return "waiting"
 
-    async def _complete(self, ctx: WorkflowContext, output_json: str) -> str:
+    async def _complete(self, ctx: WorkflowContext, run: Record, output_json: str) -> str:
         now = self.clock.now()
         if not await ctx.store.finish_run(
-            ctx.run_id, ctx.worker_id, "completed", output_json, None, None, now
+            ctx.run_id,
+            ctx.worker_id,
+            "completed",
+            output_json,
+            None,
+            None,
+            now,
+            # Most runs have no parent, nor a hook or an event wait left open at the end:
+            # the statement for those is lighter, and checks it (see finish_run_alone).
+            alone=run["parent_run_id"] is None,
         ):
             raise LeaseLost()
         if ctx.run_id in self.outputs:
@@ -307,7 +324,14 @@ class Executor:
         else:
             status = "failed"
         if not await ctx.store.finish_run(
-            ctx.run_id, ctx.worker_id, status, None, final_error, reason, self.clock.now()
+            ctx.run_id,
+            ctx.worker_id,
+            status,
+            None,
+            final_error,
+            reason,
+            self.clock.now(),
+            alone=run is not None and run["parent_run_id"] is None,
         ):
             raise LeaseLost()
         await ctx.emit("run_finished", status=status, reason=reason, error=info.get("message"))

@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ._executor import Executor
 from ._lease import Lease
-from ._store import Record
+from ._store import Record, Store
 
 __all__ = ["ENDED", "Claim", "RunLoop", "new_worker_id"]
 
@@ -76,13 +76,21 @@ class RunLoop:
     # -- leases ----------------------------------------------------------------------
 
     async def keep_leases(
-        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self,
+        *,
+        first: float | None = None,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Heartbeat every third of the lease until cancelled; stop runs whose lease is gone."""
+        """Heartbeat every third of the lease until cancelled; stop runs whose lease is gone.
+
+        ``first``: seconds until the first heartbeat, if not a third of the lease.
+        """
         store = self.executor.store
         task_status.started()
+        delay = self.lease_seconds / 3 if first is None else first
         while True:
-            await anyio.sleep(self.lease_seconds / 3)
+            await anyio.sleep(delay)
+            delay = self.lease_seconds / 3
             ids = list(self.leases)
             if not ids:
                 continue
@@ -132,14 +140,17 @@ class RunLoop:
             claimed.append((row, lease))
         return claimed
 
-    async def execute(self, row: Record, lease: Lease) -> str:
-        """Execute one claimed run; what became of it (completed, waiting, abandoned, ...)."""
+    async def execute(self, row: Record, lease: Lease, store: Store | None = None) -> str:
+        """Execute one claimed run; what became of it (completed, waiting, abandoned, ...).
+
+        ``store``: an engine store the caller holds for this execution, if any.
+        """
         run_id: str = row["id"]
         outcome = "lease_lost"
         try:
             with anyio.CancelScope() as scope:
                 self._scopes[run_id] = scope
-                outcome = await self.executor.execute(row, lease)
+                outcome = await self.executor.execute(row, lease, store)
         except Exception as exc:
             # A defect or an error nothing else caught: never the workflow's failure.
             # Hand the run back so that it is retried from its last checkpoint.

@@ -130,6 +130,11 @@ class Store:
         """A store whose statements all run on ``conn`` (the pool or one connection)."""
         return Store(self.pool, self.dsn, conn, engine, self._batching, direct_dsn=self.direct_dsn)
 
+    def public(self) -> Store:
+        """This store's connection (or pool), raising ``DatabaseError`` as the public API
+        does rather than ``EngineFault``."""
+        return self.bind(self._db, engine=False)
+
     def batching(self) -> Store:
         """This store, with the checkpoints and ends of the runs executed through it (and
         through every store bound from it) combined into shared statements."""
@@ -672,20 +677,27 @@ class Store:
         error_json: str | None,
         reason: str | None,
         now: datetime,
+        *,
+        alone: bool = False,
     ) -> bool:
         """Write a terminal status and wake a waiting parent; False if the lease is gone.
 
+        ``alone``: the run has no parent, so that a lighter statement may end it (it
+        refuses a run with open hooks or event waits, which the full one then ends).
         Combined with other runs' ends into one statement when this store batches and
         an end is already being written.
         """
-        entry = FinishEntry(run_id, worker, status, output_json, error_json, reason, now)
+        entry = FinishEntry(run_id, worker, status, output_json, error_json, reason, now, alone)
         if self._batching is None:
             return await self.write_finish(entry) is not None
         return await self._batching.finishes.write(entry, self.write_finish) is not None
 
     async def write_finish(self, entry: FinishEntry) -> bool | None:
         """``finish_run`` as a statement of its own: True, or None if the lease is gone."""
-        row = await self._fetchrow("finish_run", *entry)
+        args = entry[:7]
+        if entry.alone and await self._fetchrow("finish_run_alone", *args) is not None:
+            return True
+        row = await self._fetchrow("finish_run", *args)
         return None if row is None else True
 
     async def write_finishes(self, entries: Sequence[FinishEntry]) -> dict[str, bool]:

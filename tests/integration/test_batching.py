@@ -43,7 +43,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Statements:
     original = Store._call
 
     async def counted(self: Store, method: str, name: str, *args: Any) -> Any:
-        if name in ("checkpoint_step", "finish_run"):
+        if name in ("checkpoint_step", "finish_run", "finish_run_alone"):
             sent.append((name, 1))
         elif name in ("checkpoint_steps", "finish_runs"):
             sent.append((name, len(json.loads(args[0]))))
@@ -295,7 +295,9 @@ async def test_a_worker_killed_mid_batch_loses_no_acknowledged_checkpoint(
     pool = ff.pool
     await create_effects(pool)
     victim = await procs.start(CHAIN, concurrency=20, poll_interval=0.1)
-    run_ids = [await ff.start(chain, ChainSpec(steps=8)) for _ in range(20)]
+    # Steps of 50 ms keep the runs under way while the test looks for a batch to hold:
+    # of instant steps, a worker can finish all 20 runs while it lets a few lone writes by.
+    run_ids = [await ff.start(chain, ChainSpec(steps=8, delay=0.05)) for _ in range(20)]
     done = "SELECT count(*) >= $1 FROM public.worker_effects WHERE event = 'done'"
     await wait_for(lambda: pool.fetchval(done, 20), what="the runs under way")
     conn, batch = await hold_a_batch(ff, dsn, victim)

@@ -255,6 +255,49 @@ async def test_a_worker_whose_lease_was_taken_cannot_write_a_checkpoint(
     assert (record.status, record.executions, record.worker) == ("completed", 2, None)
 
 
+async def test_ff_run_renews_the_lease_of_a_step_that_outlasts_it(
+    dsn: str, registry: Registry
+) -> None:
+    """ff.run keeps its run's lease while a step takes several leases: the heartbeat starts
+    a third of a lease in, and renews it until the run ends."""
+    renewals: list[Any] = []
+
+    async def outlast(run_id: str) -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+
+            async def expiry() -> Any:
+                return await conn.fetchval(
+                    "SELECT lease_expires_at FROM forgeflow.workflow_runs WHERE id = $1", run_id
+                )
+
+            renewals.append(await expiry())
+            while len(renewals) < 4:
+                latest = await wait_for(
+                    lambda: _later(expiry(), renewals[-1]), what="the lease renewed", timeout=30
+                )
+                renewals.append(latest)
+        finally:
+            await conn.close()
+        return len(renewals)
+
+    @workflow(version=1, registry=registry)
+    async def long_step(ctx: WorkflowContext) -> int:
+        return await ctx.step("outlast", outlast, ctx.run_id)
+
+    async with Forgeflow.connect(dsn, registry=registry, lease="1s") as ff:
+        assert await ff.run(long_step) == 4
+        (run,) = await ff.list_runs()
+    # Three renewals, and the run was never taken from this process meanwhile.
+    assert (run.status, run.executions) == ("completed", 1)
+
+
+async def _later(value: Any, than: Any) -> Any:
+    """``value`` (awaited) if it is later than ``than``, else None."""
+    current = await value
+    return current if current > than else None
+
+
 async def test_a_worker_does_not_start_a_run_it_still_executes_when_its_lease_lapsed(
     ff: Forgeflow, registry: Registry
 ) -> None:

@@ -221,3 +221,22 @@ async def test_one_event_fills_every_matching_wait_of_a_run_and_counts_the_run_o
         await until(ff, run_id, is_waiting)
         assert await ff.send_event("payment.confirmed", payload) == 1
         assert await ff.result(run_id, timeout=30) == [payload, payload]
+
+
+async def test_an_event_wait_never_waited_on_closes_when_its_run_completes(
+    clocked: Clocked, registry: Registry
+) -> None:
+    """A run that completes with an event wait still open no longer counts for that event,
+    in process and through a worker alike."""
+    ff, _ = clocked
+
+    @workflow(version=1, timeout="30d", registry=registry)
+    async def declared_only(ctx: WorkflowContext, _: None) -> str:
+        await ctx.expect_event("payment.confirmed", match={"order_id": "B"})
+        return "done"
+
+    assert await ff.run(declared_only) == "done"
+    run_id = await ff.start(declared_only)
+    async with ff.worker(concurrency=1):
+        assert await ff.result(run_id, timeout=30) == "done"
+    assert await ff.send_event("payment.confirmed", {"order_id": "B"}) == 0

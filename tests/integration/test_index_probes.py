@@ -186,12 +186,13 @@ async def test_worker_queries_are_bounded_among_a_million_waiting_runs(
     assert_bounded("claim_runs", plan)
     plan = await explain(crowded, "claim_limited_runs", NOW, ["limited"], KEYS, 10, "w2", 30.0)
     assert_bounded("claim_limited_runs", plan)
-    # The limited claim is written so that PostgreSQL reuses its generic plan: that plan
-    # must be as bounded as the one made for the values at hand.
+    # Both claims are written so that PostgreSQL reuses their generic plans: those plans
+    # must be as bounded as the ones made for the values at hand.
     types = "timestamptz, text[], text[], int, text, float8"
-    values = f"'{NOW.isoformat()}', '{{limited}}', '{{{','.join(KEYS)}}}', 10, 'w2', 30.0"
-    plan = await explain_generic(crowded, "claim_limited_runs", types, values)
-    assert_bounded("claim_limited_runs (generic plan)", plan)
+    for name, queue in (("claim_runs", "default"), ("claim_limited_runs", "limited")):
+        values = f"'{NOW.isoformat()}', '{{{queue}}}', '{{{','.join(KEYS)}}}', 10, 'w2', 30.0"
+        plan = await explain_generic(crowded, name, types, values)
+        assert_bounded(f"{name} (generic plan)", plan)
     # A rate far from reached is bounded from the queue's ledger of first claims, not by
     # counting the thousands of runs started in its window.
     plan = await explain(crowded, "claim_limited_runs", NOW, ["rated"], KEYS, 10, "w2", 30.0)
@@ -220,3 +221,24 @@ async def test_forgeflow_connections_never_jit_compile(dsn: str) -> None:
             assert await conn.fetchval("SHOW jit") == "off"
     finally:
         await store.close()
+
+
+async def test_claims_settle_on_their_generic_plans_among_a_million_waiting_runs(
+    crowded: asyncpg.Connection,
+) -> None:
+    """After the five executions PostgreSQL plans for their values, each claim reuses one
+    generic plan instead of planning again at every claim (planning a claim costs more
+    than running it)."""
+    tr = crowded.transaction()
+    await tr.start()
+    try:
+        for name, queue in (("claim_runs", "default"), ("claim_limited_runs", "limited")):
+            statement = await crowded.prepare(Q[name])
+            for _ in range(8):
+                await statement.fetch(NOW, [queue], KEYS, 1, "w2", 30.0)
+            generic = await crowded.fetchval(
+                "SELECT generic_plans FROM pg_prepared_statements WHERE statement = $1", Q[name]
+            )
+            assert generic >= 3, f"{name} was planned again at each execution"
+    finally:
+        await tr.rollback()

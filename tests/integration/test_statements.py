@@ -64,7 +64,7 @@ async def test_a_run_executed_in_process_costs_its_steps_and_two_statements(
     no claim, no replay read of a run that has no checkpoint, no read of the outcome."""
     flow = three_steps(registry)
     assert await ff.run(flow, 1) == 4
-    assert sent == ["insert_claimed_run", *["checkpoint_step"] * 3, "finish_run"]
+    assert sent == ["insert_claimed_run", *["checkpoint_step"] * 3, "finish_run_alone"]
     # The outcome returned is the stored one.
     sent.clear()
     assert (await ff.status((await ff.list_runs())[0].run_id)).output == 4
@@ -90,7 +90,7 @@ async def test_a_run_started_and_awaited_through_a_worker_sends_seven_statements
         "insert_run": 1,
         "claim_runs": 1,
         "checkpoint_step": 3,
-        "finish_run": 1,
+        "finish_run_alone": 1,
         "get_run": 1,
     }
     expected = Counter({name: n * runs for name, n in per_run.items()})
