@@ -7,7 +7,7 @@ that also counts what the limits need and bumps the queue's row):
 
 - ``concurrency``: ``Queue(concurrency=50)``
 - ``key``: ``Queue(key_concurrency=1)``
-- ``rate``: ``Queue(rate="1000000/min")`` (never reached: the window is counted each time)
+- ``rate``: ``Queue(rate="1000000/min")`` (never reached: its window is bounded at each claim)
 - ``all three``: ``concurrency=50, key_concurrency=1, rate="1000000/min"``
 
 Each sample is one worker's claim of one run (``Store.claim_runs`` or

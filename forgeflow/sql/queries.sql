@@ -12,7 +12,10 @@
 -- so even a row it reads from before a claim that committed meanwhile fails the check
 -- (that claim saw the lease expired, earlier). Unlike a row lock, the advisory lock is
 -- held in memory only: the run row is not written, which on the hot path (a step's
--- checkpoint) saves a WAL record and its share of the commit.
+-- checkpoint) saves a WAL record and its share of the commit. A claim's snapshot can
+-- still predate the commit of such a write that ended just before the claim tried the
+-- lock, so a claim never tells a run executed before that it has no checkpoints to read
+-- (has_steps).
 
 -- fragment: lease_held
 -- Run $1 is leased to worker $2 (the run row unaliased), its advisory lock taken first.
@@ -37,16 +40,22 @@ RETURNING id, pg_notify('forgeflow_wakeup', queue);
 -- neither a claim nor a replay read follows. Workers are not woken (the run is leased);
 -- the columns returned are claim_run's. Nothing is written when the idempotency key is
 -- taken (the caller then goes the ordinary way).
-INSERT INTO forgeflow.workflow_runs AS r
-    (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
-     created_at, priority, concurrency_key, status, started_at, deadline, executions,
-     lease_owner, lease_expires_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::timestamptz, $8, $7, $9, $10, 'running', $7,
-        $7::timestamptz + make_interval(secs => $8), 1, $11, now() + make_interval(secs => $12))
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
-          r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries, r.scheduled_at,
-          false AS has_steps, pg_notify('forgeflow_run_changed', r.id);
+WITH claimed AS (
+    INSERT INTO forgeflow.workflow_runs AS r
+        (id, workflow, version, queue, input, idempotency_key, runnable_at, timeout_seconds,
+         created_at, priority, concurrency_key, status, started_at, deadline, executions,
+         lease_owner, lease_expires_at)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::timestamptz, $8, $7, $9, $10, 'running', $7,
+            $7::timestamptz + make_interval(secs => $8), 1, $11,
+            now() + make_interval(secs => $12))
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested,
+              r.end_reason, r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
+              r.scheduled_at, false AS has_steps, r.queue, r.executions,
+              pg_notify('forgeflow_run_changed', r.id) AS notified
+),
+-- include: count_first_claims
+SELECT * FROM claimed;
 
 -- name: run_by_idempotency_key
 SELECT id, workflow FROM forgeflow.workflow_runs WHERE idempotency_key = $1;
@@ -121,40 +130,51 @@ SET lease_owner = $5,
 WHERE r.id = ANY(ARRAY(SELECT id FROM candidates))
 RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
           r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries, r.scheduled_at,
-          -- A run without checkpoints (a fresh one) needs no replay read: see has_steps.
-          EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id) AS has_steps,
+          -- A run never executed before and without checkpoints needs no replay read.
+          -- One executed before always has its checkpoints read: the last one its previous
+          -- owner committed may postdate this statement's snapshot (see the top of file).
+          (r.executions > 1
+           OR EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id))
+              AS has_steps,
           pg_notify('forgeflow_run_changed', r.id);
 
 -- name: claim_run
-UPDATE forgeflow.workflow_runs r
-SET lease_owner = $2,
-    lease_expires_at = now() + make_interval(secs => $3),
-    status = CASE WHEN r.status IN ('created', 'waiting') THEN 'running' ELSE r.status END,
-    started_at = coalesce(r.started_at, $4),
-    deadline = coalesce(r.deadline, $4 + make_interval(secs => r.timeout_seconds)),
-    runnable_at = $4,
-    wake_requested = false,
-    executions = r.executions + 1,
-    -- A run still leased when claimed was abandoned by a crash (a dead worker, a lost
-    -- lease). Count such executions in a row that wrote no checkpoint at all.
-    recoveries = CASE
-        WHEN r.lease_owner IS NULL THEN 0
-        WHEN EXISTS (SELECT 1 FROM forgeflow.workflow_steps s
-                     WHERE s.run_id = r.id AND s.execution = r.executions) THEN 0
-        ELSE r.recoveries + 1
-    END,
-    updated_at = now()
-WHERE r.id = $1
-  -- The advisory lock is tried only once the run is known to be claimable.
-  AND CASE WHEN r.runnable_at IS NOT NULL
-                AND r.runnable_at <= $4
-                AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
-           THEN pg_try_advisory_xact_lock(hashtextextended(r.id, 0)) ELSE false END
-RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested, r.end_reason,
-          r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries, r.scheduled_at,
-          -- A run without checkpoints (a fresh one) needs no replay read: see has_steps.
-          EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id) AS has_steps,
-          pg_notify('forgeflow_run_changed', r.id);
+WITH claimed AS (
+    UPDATE forgeflow.workflow_runs r
+    SET lease_owner = $2,
+        lease_expires_at = now() + make_interval(secs => $3),
+        status = CASE WHEN r.status IN ('created', 'waiting') THEN 'running' ELSE r.status END,
+        started_at = coalesce(r.started_at, $4),
+        deadline = coalesce(r.deadline, $4 + make_interval(secs => r.timeout_seconds)),
+        runnable_at = $4,
+        wake_requested = false,
+        executions = r.executions + 1,
+        -- A run still leased when claimed was abandoned by a crash (a dead worker, a lost
+        -- lease). Count such executions in a row that wrote no checkpoint at all.
+        recoveries = CASE
+            WHEN r.lease_owner IS NULL THEN 0
+            WHEN EXISTS (SELECT 1 FROM forgeflow.workflow_steps s
+                         WHERE s.run_id = r.id AND s.execution = r.executions) THEN 0
+            ELSE r.recoveries + 1
+        END,
+        updated_at = now()
+    WHERE r.id = $1
+      -- The advisory lock is tried only once the run is known to be claimable.
+      AND CASE WHEN r.runnable_at IS NOT NULL
+                    AND r.runnable_at <= $4
+                    AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
+               THEN pg_try_advisory_xact_lock(hashtextextended(r.id, 0)) ELSE false END
+    RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested,
+              r.end_reason, r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
+              r.scheduled_at,
+              -- As in claim_runs: a replay read unless the run is new and has no checkpoints.
+              (r.executions > 1
+               OR EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id))
+                  AS has_steps,
+              r.queue, r.executions, pg_notify('forgeflow_run_changed', r.id) AS notified
+),
+-- include: count_first_claims
+SELECT * FROM claimed;
 
 -- name: next_runnable_at
 -- When the claim loop should look again: a timer coming due or a lease running out.
@@ -768,6 +788,11 @@ VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (name) DO UPDATE
 SET concurrency = excluded.concurrency, key_concurrency = excluded.key_concurrency,
     rate_limit = excluded.rate_limit, rate_period_seconds = excluded.rate_period_seconds,
+    -- The ledger of first claims holds buckets of the old period (or none, without a
+    -- rate): claims count the runs started before now from the runs themselves.
+    starts_counted_from = CASE
+        WHEN q.rate_period_seconds IS DISTINCT FROM excluded.rate_period_seconds THEN now()
+        ELSE q.starts_counted_from END,
     updated_at = now()
 WHERE (q.concurrency, q.key_concurrency, q.rate_limit, q.rate_period_seconds)
       IS DISTINCT FROM (excluded.concurrency, excluded.key_concurrency, excluded.rate_limit,
@@ -775,6 +800,39 @@ WHERE (q.concurrency, q.key_concurrency, q.rate_limit, q.rate_period_seconds)
 
 -- name: limited_queues
 SELECT name FROM forgeflow.queues WHERE name = ANY($1::text[]) AND limited;
+
+-- fragment: count_first_claims
+-- The first claims a statement just made (the CTE "claimed", with each run's queue and
+-- executions: a first claim is the one that makes it 1), added to the ledger of their
+-- queue when it has a rate (see claim_limited_runs): in the bucket a twentieth of the
+-- rate period wide that holds each start, in a ring of 40 slots per queue. A bucket
+-- replaces an older one in its slot (two periods older, before every window, or from
+-- before the period changed, which the claim counts from the runs) and adds to a newer
+-- one (from a claimer whose clock is ahead): a row may over-count, never miss a start.
+first_claims AS (
+    SELECT c.queue, b.until, b.width
+    FROM claimed c
+    JOIN forgeflow.queues l ON l.name = c.queue AND l.rate_limit IS NOT NULL
+    CROSS JOIN LATERAL (
+        SELECT greatest(make_interval(secs => l.rate_period_seconds / 20),
+                        interval '1 microsecond') AS width
+    ) w
+    CROSS JOIN LATERAL (
+        SELECT w.width, date_bin(w.width, c.started_at, timestamptz 'epoch') + w.width AS until
+    ) b
+    WHERE c.executions = 1
+), counted AS (
+    INSERT INTO forgeflow.queue_starts AS s (queue, slot, until, starts)
+    SELECT f.queue,
+           mod((extract(epoch FROM f.until) / extract(epoch FROM f.width))::bigint, 40),
+           f.until, count(*)
+    FROM first_claims f
+    GROUP BY f.queue, f.until, f.width
+    ON CONFLICT (queue, slot) DO UPDATE
+    SET starts = CASE WHEN s.until < excluded.until THEN excluded.starts
+                      ELSE s.starts + excluded.starts END,
+        until = greatest(s.until, excluded.until)
+)
 
 -- name: claim_limited_runs
 -- One statement that serialises the claimers of each limited queue through the queue's
@@ -789,18 +847,40 @@ SELECT name FROM forgeflow.queues WHERE name = ANY($1::text[]) AND limited;
 -- Counting in a snapshot from before the wait without this check would hand out the
 -- same last slot twice. Every row returned carries (limited, locked): fewer queues
 -- locked than limited means "retry". With nothing claimed, one row of NULLs carries them.
+-- The first claims in a rate window are bounded from the queue's ledger
+-- (forgeflow.queue_starts, a few buckets, written by the claims themselves and so read
+-- as exactly as the other counts) while that bound leaves room for all this claim may
+-- take, and counted from the runs otherwise: reading every run started in the window
+-- made each claim's cost grow with the queue's throughput.
 WITH RECURSIVE q AS MATERIALIZED (
     SELECT l.name, l.key_concurrency, l.claim_seq,
            CASE WHEN l.concurrency IS NULL THEN (SELECT $4::int) ELSE l.concurrency - (
                SELECT count(*) FROM forgeflow.workflow_runs e
                WHERE e.queue = l.name AND e.lease_owner IS NOT NULL
                  AND e.lease_expires_at > now()) END AS free_slots,
-           CASE WHEN l.rate_limit IS NULL THEN (SELECT $4::int) ELSE l.rate_limit - (
-               SELECT count(*) FROM forgeflow.workflow_runs s
-               WHERE s.queue = l.name AND s.started_at IS NOT NULL
-                 AND s.started_at > (SELECT $1::timestamptz) - make_interval(secs => l.rate_period_seconds))
+           CASE WHEN l.rate_limit IS NULL THEN (SELECT $4::int)
+                -- A bound on the window's first claims, when it leaves room for all this
+                -- claim may take: a few buckets read instead of the runs.
+                WHEN w.starts <= l.rate_limit - (SELECT $4::int) THEN l.rate_limit - w.starts
+                -- Close to the limit: count the runs themselves.
+                ELSE l.rate_limit - (
+                    SELECT count(*) FROM forgeflow.workflow_runs s
+                    WHERE s.queue = l.name AND s.started_at IS NOT NULL
+                      AND s.started_at > w.since)
            END AS free_starts
     FROM forgeflow.queues l
+    CROSS JOIN LATERAL (
+        -- The ledger's buckets that reach into the window, and the window's first claims
+        -- from before the ledger counted them (none once a period has gone by since).
+        SELECT p.since,
+               (SELECT coalesce(sum(b.starts), 0) FROM forgeflow.queue_starts b
+                WHERE b.queue = l.name AND b.until > p.since)
+               + (SELECT count(*) FROM forgeflow.workflow_runs s
+                  WHERE s.queue = l.name AND s.started_at IS NOT NULL
+                    AND s.started_at > p.since
+                    AND s.started_at <= l.starts_counted_from) AS starts
+        FROM (SELECT (SELECT $1::timestamptz) - make_interval(secs => l.rate_period_seconds) AS since) p
+    ) w
     -- The parameters ($1 to $4) are read through sub-selects on purpose: the planner
     -- then estimates every plan alike, whatever the values, so that PostgreSQL keeps
     -- reusing the statement's generic plan instead of planning it anew at each claim
@@ -912,8 +992,14 @@ WITH RECURSIVE q AS MATERIALIZED (
                THEN pg_try_advisory_xact_lock(hashtextextended(r.id, 0)) ELSE false END
     RETURNING r.id, r.workflow, r.version, r.status, r.input, r.cancel_requested,
               r.end_reason, r.error, r.started_at, r.deadline, r.parent_run_id, r.recoveries,
-              pg_notify('forgeflow_run_changed', r.id) AS notified
-)
+              r.scheduled_at,
+              -- As in claim_runs: a replay read unless the run is new and has no checkpoints.
+              (r.executions > 1
+               OR EXISTS (SELECT 1 FROM forgeflow.workflow_steps s WHERE s.run_id = r.id))
+                  AS has_steps,
+              r.queue, r.executions, pg_notify('forgeflow_run_changed', r.id) AS notified
+),
+-- include: count_first_claims
 SELECT c.*, (SELECT count(*) FROM q) AS limited_queues,
        (SELECT count(*) FROM locked) AS locked_queues
 FROM (SELECT 1) one LEFT JOIN claimed c ON true;

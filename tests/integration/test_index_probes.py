@@ -19,6 +19,8 @@ WAITING = 1_000_000
 # Far more than the few runs each query returns, far fewer than the waiting runs.
 MAX_ROWS_READ = 200
 MAX_BUFFERS = 400
+# Runs of a rate-limited queue first claimed inside the window of the claim measured.
+STARTED = 5_000
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 KEYS = ["timers:1", "timers:2"]
 
@@ -26,7 +28,8 @@ KEYS = ["timers:1", "timers:2"]
 @pytest.fixture
 async def crowded(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """The test's database with a million runs waiting on far-future timers or hooks, a
-    few due, a few executing, a limited queue and a rate-limited one."""
+    few due, a few executing, a limited queue, a rate-limited one, and one whose rate
+    window holds thousands of first claims."""
     conn = await connect_direct(dsn)
     try:
         await conn.execute(
@@ -60,13 +63,48 @@ async def crowded(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         )
         await conn.execute(
             "INSERT INTO forgeflow.queues (name, concurrency, rate_limit, rate_period_seconds)"
-            " VALUES ('limited', 3, 100, 3600)"
+            " VALUES ('limited', 3, 100, 3600), ('rated', NULL, 1000000, 3600)"
         )
+        await start_in_window(conn)
         await conn.execute("ANALYZE forgeflow.workflow_runs")
         await conn.execute("ANALYZE forgeflow.queues")
         yield conn
     finally:
         await conn.close()
+
+
+async def start_in_window(conn: asyncpg.Connection) -> None:
+    """Queue 'rated': STARTED runs first claimed ten minutes before NOW (inside its hour-long
+    rate window) by limited claims and ended, and a few claimable ones."""
+    await conn.execute(
+        """
+        INSERT INTO forgeflow.workflow_runs
+            (id, workflow, version, queue, input, runnable_at, timeout_seconds, created_at)
+        SELECT 'rated-' || i, 'timers', 1, 'rated', '{}',
+               $1::timestamptz - interval '1 hour', 86400, $1::timestamptz - interval '1 hour'
+        FROM generate_series(1, $2 + 5) AS i
+        """,
+        NOW,
+        STARTED,
+    )
+    claimed = 0
+    while claimed < STARTED:
+        rows = await conn.fetch(
+            Q["claim_limited_runs"],
+            NOW - timedelta(minutes=10),
+            ["rated"],
+            KEYS,
+            min(500, STARTED - claimed),
+            "w",
+            30.0,
+        )
+        ids = [r["id"] for r in rows if r["id"] is not None]
+        claimed += len(ids)
+        await conn.execute(
+            "UPDATE forgeflow.workflow_runs SET status = 'completed', lease_owner = NULL,"
+            " lease_expires_at = NULL, runnable_at = NULL WHERE id = ANY($1::text[])",
+            ids,
+        )
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -105,6 +143,7 @@ async def explain_generic(
         )
     finally:
         await tr.rollback()
+        await conn.execute(f"DEALLOCATE generic_{name}")  # PREPARE outlives the rollback
     plan: dict[str, Any] = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
     return plan
 
@@ -154,6 +193,13 @@ async def test_worker_queries_are_bounded_among_a_million_waiting_runs(
         values = f"'{NOW.isoformat()}', '{{{queue}}}', '{{{','.join(KEYS)}}}', 10, 'w2', 30.0"
         plan = await explain_generic(crowded, name, types, values)
         assert_bounded(f"{name} (generic plan)", plan)
+    # A rate far from reached is bounded from the queue's ledger of first claims, not by
+    # counting the thousands of runs started in its window.
+    plan = await explain(crowded, "claim_limited_runs", NOW, ["rated"], KEYS, 10, "w2", 30.0)
+    assert_bounded("claim_limited_runs (rate window)", plan)
+    values = f"'{NOW.isoformat()}', '{{rated}}', '{{{','.join(KEYS)}}}', 10, 'w2', 30.0"
+    plan = await explain_generic(crowded, "claim_limited_runs", types, values)
+    assert_bounded("claim_limited_runs (rate window, generic plan)", plan)
 
     plan = await explain(crowded, "heartbeat", "w", ["due-default-1", "due-default-2"], 30.0)
     assert_bounded("heartbeat", plan)

@@ -235,3 +235,106 @@ async def test_two_claims_at_the_same_instant_cannot_both_take_the_last_slot(
         "SELECT count(*) FROM forgeflow.workflow_runs WHERE lease_owner IS NOT NULL"
     )
     assert leased == 1
+
+
+async def claim_one_at_a_time(ff: Forgeflow, when: datetime) -> int:
+    """Claim runs of ``emails`` one per claim at ``when`` until a claim takes none."""
+    taken = 0
+    while await ff._store.claim_limited_runs(when, ["emails"], [("send_mail", 1)], 1, "w", 30):
+        taken += 1
+    return taken
+
+
+async def ledger(ff: Forgeflow) -> list[tuple[datetime, int]]:
+    """The ledger of first claims of ``emails``: (bucket end, starts), oldest first."""
+    rows = await ff.pool.fetch(
+        "SELECT until, starts FROM forgeflow.queue_starts WHERE queue = 'emails' ORDER BY until"
+    )
+    return [(r["until"], r["starts"]) for r in rows]
+
+
+async def test_a_rate_admits_exactly_its_limit_read_from_its_ledger_or_from_the_runs(
+    ff: Forgeflow, mailer: object
+) -> None:
+    """rate=5/h: claims of one run each take exactly 5 (the first ones bounded from the
+    ledger of first claims, the last one counted from the runs), the next window 5 more;
+    a bucket two periods later takes over the slot of the first one."""
+    await ff._store.declare_queue("emails", None, None, 5, 3600.0)
+    await ff.start_many(mailer, [Mail(to=f"{i}@example.com") for i in range(12)])  # type: ignore[arg-type]
+    first = datetime.now(UTC)
+    assert await claim_one_at_a_time(ff, first) == 5
+    assert [n for _, n in await ledger(ff)] == [5]
+    assert await claim_one_at_a_time(ff, first + timedelta(minutes=59)) == 0
+    later = first + timedelta(hours=2)
+    assert await claim_one_at_a_time(ff, later) == 5
+    ((until, starts),) = await ledger(ff)
+    assert (starts, later < until <= later + timedelta(minutes=3)) == (5, True)
+
+
+async def test_runs_started_by_ff_run_and_drive_count_in_the_rate_window(
+    ff: Forgeflow, mailer: object
+) -> None:
+    """rate=3/h: a run executed by ff.run and one driven by ff.drive leave one start to
+    the workers' claims."""
+    await ff._store.declare_queue("emails", None, None, 3, 3600.0)
+    assert await ff.run(mailer, Mail(to="run@example.com")) == "run@example.com"  # type: ignore[call-overload]
+    driven = await ff.start(mailer, Mail(to="drive@example.com"))  # type: ignore[call-overload]
+    await ff.drive(driven)
+    assert sum(n for _, n in await ledger(ff)) == 2
+    await ff.start_many(mailer, [Mail(to=f"{i}@example.com") for i in range(3)])  # type: ignore[arg-type]
+    assert await claim_one_at_a_time(ff, datetime.now(UTC)) == 1
+
+
+async def test_a_rate_declared_on_a_busy_queue_counts_the_runs_started_before(
+    ff: Forgeflow, mailer: object
+) -> None:
+    """Runs first claimed before the queue had a rate (so before its ledger) count in its
+    window: rate=4/h after 3 starts leaves one."""
+    await ff._store.declare_queue("emails", None, None, None, None)
+    await ff.start_many(mailer, [Mail(to=f"{i}@example.com") for i in range(6)])  # type: ignore[arg-type]
+    claimed = await ff._store.claim_runs(
+        datetime.now(UTC), ["emails"], [("send_mail", 1)], 3, "w", 30
+    )
+    assert len(claimed) == 3
+    await ff._store.declare_queue("emails", None, None, 4, 3600.0)
+    assert await ledger(ff) == []
+    assert await claim_one_at_a_time(ff, datetime.now(UTC)) == 1
+
+
+async def wake_ups_of_an_end(ff: Forgeflow, dsn: str, owner: str) -> list[str]:
+    """The forgeflow_wakeup payloads sent when ``owner`` completes a run of ``emails`` it
+    claimed (every notification committed before a sentinel sent after the end)."""
+    now = datetime.now(UTC)
+    (run,) = await ff._store.claim_limited_runs(now, ["emails"], [("send_mail", 1)], 1, owner, 30)
+    heard: list[str] = []
+    sentinel = asyncio.Event()
+
+    def on_wakeup(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == "sentinel":
+            sentinel.set()
+        else:
+            heard.append(payload)
+
+    listener = await connect_direct(dsn)
+    try:
+        await listener.add_listener("forgeflow_wakeup", on_wakeup)
+        assert await ff._store.finish_run(run["id"], owner, "completed", '"a"', None, None, now)
+        await ff.pool.execute("SELECT pg_notify('forgeflow_wakeup', 'sentinel')")
+        await asyncio.wait_for(sentinel.wait(), 30)
+    finally:
+        await listener.close()
+    return heard
+
+
+async def test_a_freed_slot_wakes_the_other_workers_of_the_queue_not_the_one_freeing_it(
+    ff: Forgeflow, mailer: object, dsn: str
+) -> None:
+    """A run of a limited queue ended by the only worker serving the queue wakes nobody
+    (that worker claims again by itself); with a second worker, the queue's workers are
+    woken."""
+    await ff._store.declare_queue("emails", 2, None, None, None)
+    await ff.start_many(mailer, [Mail(to="a@example.com"), Mail(to="b@example.com")])  # type: ignore[arg-type]
+    await ff._store.register_worker("w1", ["emails"], ["send_mail:1"], 4)
+    assert await wake_ups_of_an_end(ff, dsn, "w1") == []
+    await ff._store.register_worker("w2", ["default", "emails"], ["send_mail:1"], 4)
+    assert await wake_ups_of_an_end(ff, dsn, "w1") == ["emails"]

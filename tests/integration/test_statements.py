@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from forgeflow import Forgeflow, Registry, WorkflowContext, workflow
+from forgeflow import Forgeflow, Queue, Registry, WorkflowContext, workflow
 from forgeflow._store import Store
 
 # Statements a worker sends whether or not it executes anything (start-up, heartbeats,
@@ -99,3 +99,26 @@ async def test_a_run_started_and_awaited_through_a_worker_sends_seven_statements
     # runs each looking again would exceed this.
     expected.update({"claim_runs": 2, "next_runnable_at": 2})
     assert counts <= expected, counts - expected
+
+
+async def test_a_run_of_a_limited_queue_is_claimed_without_a_replay_read(
+    ff: Forgeflow, registry: Registry, sent: list[str]
+) -> None:
+    """The limited claim says, as the plain one does, that a fresh run has no checkpoint:
+    its first step follows the claim without reading the run's checkpoints."""
+
+    @workflow(
+        version=1,
+        name="limited_steps",
+        queue=Queue("limited", concurrency=5, rate="100/s"),
+        registry=registry,
+    )
+    async def flow(ctx: WorkflowContext, n: int) -> int:
+        return await ctx.step("one", add_one, n)
+
+    async with ff.worker(concurrency=4, poll_interval="1h"):
+        for i in range(3):
+            assert await ff.result(await ff.start(flow, i), timeout=60) == i + 1
+    assert "claim_limited_runs" in sent
+    assert "claim_runs" not in sent
+    assert "load_replay" not in sent
