@@ -20,7 +20,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from forgeflow import Forgeflow, Registry, WorkflowContext, workflow
-from tests.support.db import fetch_run, wait_for, wait_for_run_status
+from tests.support.db import connect_direct, fetch_run, wait_for, wait_for_run_status
 from tests.support.wf_chain import ChainSpec, chain
 from tests.support.wf_saga import SagaSpec, saga
 from tests.support.worker_effects import Gate, create_effects, effects
@@ -263,7 +263,7 @@ async def test_ff_run_renews_the_lease_of_a_step_that_outlasts_it(
     renewals: list[Any] = []
 
     async def outlast(run_id: str) -> int:
-        conn = await asyncpg.connect(dsn)
+        conn = await connect_direct(dsn)
         try:
 
             async def expiry() -> Any:
