@@ -109,6 +109,7 @@ class Executor:
         lease has run out anyway, lets another worker continue it at once.
         """
         delay = 0.05
+        lease.handing_back = True
         with anyio.CancelScope(shield=True):
             while not lease.expired and not self.store.closing:
                 try:
@@ -183,6 +184,7 @@ class Executor:
         except SuspendSignal as signal:
             return await self._suspend(ctx, definition, signal)
         except ReleaseSignal:
+            ctx.lease.handing_back = True
             await ctx.store.release_run(ctx.run_id, ctx.worker_id, self.clock.now())
             ctx.log.info("run_released")
             return "released"
@@ -233,10 +235,12 @@ class Executor:
         # A waiting run past its deadline is woken to be compensated.
         if wake_at is None or wake_at > deadline:
             wake_at = deadline
+        ctx.lease.handing_back = True
         ok = await ctx.store.suspend_run(
             ctx.run_id, ctx.worker_id, dumps(signal.wait), wake_at, self.clock.now()
         )
         if not ok:
+            ctx.lease.handing_back = False
             # Refused: a cancel arrived since the last checkpoint. Roll back now.
             ctx.request_cancel()
             return await self._roll_back(ctx, None, "cancel", CancelSignal())
@@ -310,9 +314,11 @@ class Executor:
         if reason != "cancel":
             await ctx.store.request_cancel(ctx.run_id, now, include_run=False)
         wait = dumps({"kind": "children", "step": None})
+        ctx.lease.handing_back = True
         if await ctx.store.park_for_children(ctx.run_id, ctx.worker_id, wait, now):
             await ctx.emit("run_suspended", wait="children")
             return "waiting"
+        ctx.lease.handing_back = False
         had_compensations = ctx.has_compensations
         failures = await ctx.run_compensation()
         final_error = None

@@ -16,13 +16,18 @@ class Lease:
     that another worker may already be executing the run, and starts no new work.
     """
 
-    __slots__ = ("deadline", "run_id", "seconds", "worker_id")
+    __slots__ = ("deadline", "handing_back", "run_id", "seconds", "worker_id")
 
     def __init__(self, run_id: str, worker_id: str, seconds: float, sent_at: float) -> None:
         self.run_id = run_id
         self.worker_id = worker_id
         self.seconds = seconds
         self.deadline = sent_at + seconds
+        #: Set while the execution gives the run back (a release, a durable wait, a
+        #: parent parking for its children): once that statement commits, the run can be
+        #: claimed again, by this worker too, before the execution has quite ended; such a
+        #: claim starts a new execution, unlike the renewal of a lease that ran out.
+        self.handing_back = False
 
     def renewed(self, sent_at: float) -> None:
         """A heartbeat sent at ``sent_at`` (monotonic) extended the lease in the database."""

@@ -50,6 +50,9 @@ class RunLoop:
         self.lease_seconds = lease_seconds
         self.leases: dict[str, Lease] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
+        # Set when the execution of a run ends here, for a claim that took the run again
+        # while that execution was still winding down (see claim).
+        self._ended: dict[str, anyio.Event] = {}
         self._idle = anyio.Event()
         self._wakeup = anyio.Event()
         self.executed = 0
@@ -117,6 +120,9 @@ class RunLoop:
 
     def _lost(self, run_id: str) -> None:
         scope = self._scopes.get(run_id)
+        lease = self.leases.get(run_id)
+        if lease is not None:
+            lease.handing_back = True  # its execution stops: a claim of it starts anew
         if scope is not None:
             log.warning("lease_lost", run_id=run_id, worker=self.worker_id)
             scope.cancel()
@@ -129,12 +135,18 @@ class RunLoop:
         rows = await claim(limit, self.worker_id, self.lease_seconds)
         claimed = []
         for row in rows:
-            if row["id"] in self.leases:
+            current = self.leases.get(row["id"])
+            if current is not None and not current.handing_back:
                 # Our own run, whose lease ran out while a stalled loop kept the heartbeat
                 # from renewing it: the claim renewed it, and the run is still executing
                 # here. A second execution would run its steps twice.
-                self.leases[row["id"]].renewed(sent)
+                current.renewed(sent)
                 continue
+            if current is not None:
+                # Given back here a moment ago (a release, a wait already over) and claimed
+                # again before its execution quite ended: once it has, execute it anew.
+                # Skipping it would leave the run leased to this worker, idle, for a lease.
+                await self._ended.setdefault(row["id"], anyio.Event()).wait()
             lease = Lease(row["id"], self.worker_id, self.lease_seconds, sent)
             self.leases[row["id"]] = lease
             claimed.append((row, lease))
@@ -161,6 +173,9 @@ class RunLoop:
         finally:
             self._scopes.pop(run_id, None)
             self.leases.pop(run_id, None)
+            ended = self._ended.pop(run_id, None)
+            if ended is not None:
+                ended.set()
             self.executed += 1
             if self._saturated or self.claim_after_each_run or outcome not in ENDED:
                 # A free slot to fill, or a run that may be claimable again (handed back,

@@ -10,7 +10,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from forgeflow import Forgeflow, Registry, WorkflowCancelled, WorkflowContext, workflow
+from forgeflow import (
+    Forgeflow,
+    LifecycleEvent,
+    Registry,
+    WorkflowCancelled,
+    WorkflowContext,
+    workflow,
+)
 from forgeflow.testing import fire_timers
 from tests.support.db import fetch_run, fetch_steps, wait_for, wait_for_run_status
 from tests.support.wf_saga import SagaSpec, saga, saga_3s
@@ -214,3 +221,43 @@ async def test_a_waiting_run_is_woken_at_its_deadline_and_compensated(
     made = await effects(pool, run_id)
     assert events(made, "start") == ["s1", "s2", "s3"]
     assert events(made, "undo") == ["s3", "s2", "s1"]
+
+
+# -- a run given back and claimed again at once -------------------------------------------
+
+
+async def test_a_wait_over_before_its_execution_ended_is_executed_again_here(
+    dsn: str, registry: Registry
+) -> None:
+    """The event a run waits for arrives while the execution that suspended it is still
+    winding down, and the same worker claims it back: it runs on at once, not a lease later.
+    """
+    done: list[str] = []
+
+    @workflow(version=1, registry=registry)
+    async def awaits_parcel(ctx: WorkflowContext, order: str) -> str:
+        parcel = await ctx.wait_for_event("parcel.delivered", match={"order": order})
+        done.append(order)
+        return str(parcel["by"])
+
+    async def deliver_and_linger(event: LifecycleEvent) -> None:
+        # Between the suspension's commit and the end of its execution: send the event,
+        # then linger until the worker has claimed the run back.
+        if event.name != "run_suspended":
+            return
+        await ff.send_event("parcel.delivered", {"order": "o-1", "by": "courier"})
+
+        async def claimed_again() -> bool:
+            row = await fetch_run(ff.pool, event.run_id)
+            return row is not None and row["executions"] == 2
+
+        await wait_for(claimed_again, what="the run claimed again")
+
+    # A lease of an hour: a run left leased to the worker without executing waits an hour.
+    async with Forgeflow.connect(
+        dsn, registry=registry, lease="1h", listeners=[deliver_and_linger]
+    ) as ff:
+        run_id = await ff.start(awaits_parcel, "o-1")
+        async with ff.worker(concurrency=2):
+            assert await ff.result(run_id, timeout=30) == "courier"
+    assert done == ["o-1"]
