@@ -50,9 +50,12 @@ class RunLoop:
         self.lease_seconds = lease_seconds
         self.leases: dict[str, Lease] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
-        # Set when the execution of a run ends here, for a claim that took the run again
-        # while that execution was still winding down (see claim).
-        self._ended: dict[str, anyio.Event] = {}
+        # Runs claimed again while their execution here was still winding down, each
+        # executed anew once that execution has ended (see claim).
+        self._next: dict[str, tuple[Record, Lease]] = {}
+        # Where ``serve`` starts executions, and whether its worker is stopping.
+        self._runs: TaskGroup | None = None
+        self._stopping: Callable[[], bool] = lambda: False
         self._idle = anyio.Event()
         self._wakeup = anyio.Event()
         self.executed = 0
@@ -142,12 +145,13 @@ class RunLoop:
                 # here. A second execution would run its steps twice.
                 current.renewed(sent)
                 continue
+            lease = Lease(row["id"], self.worker_id, self.lease_seconds, sent)
             if current is not None:
                 # Given back here a moment ago (a release, a wait already over) and claimed
-                # again before its execution quite ended: once it has, execute it anew.
-                # Skipping it would leave the run leased to this worker, idle, for a lease.
-                await self._ended.setdefault(row["id"], anyio.Event()).wait()
-            lease = Lease(row["id"], self.worker_id, self.lease_seconds, sent)
+                # again before its execution quite ended: it is executed anew once that
+                # execution has. Skipped, it would stay leased here, idle, for a lease.
+                self._next[row["id"]] = (row, lease)
+                continue
             self.leases[row["id"]] = lease
             claimed.append((row, lease))
         return claimed
@@ -172,10 +176,10 @@ class RunLoop:
             outcome = "crashed"
         finally:
             self._scopes.pop(run_id, None)
-            self.leases.pop(run_id, None)
-            ended = self._ended.pop(run_id, None)
-            if ended is not None:
-                ended.set()
+            ended = self.leases.pop(run_id, None)
+            follow = self._next.pop(run_id, None)
+            if follow is not None:
+                await self._follow(*follow, ended)
             self.executed += 1
             if self._saturated or self.claim_after_each_run or outcome not in ENDED:
                 # A free slot to fill, or a run that may be claimable again (handed back,
@@ -187,6 +191,16 @@ class RunLoop:
                 idle.set()
         log.debug("run_attempt_done", run_id=run_id, outcome=outcome)
         return outcome
+
+    async def _follow(self, row: Record, lease: Lease, ended: Lease | None) -> None:
+        """Execute ``row`` again, claimed while its previous execution here ended."""
+        if ended is not None:
+            lease.deadline = max(lease.deadline, ended.deadline)  # heartbeats meanwhile
+        if self._runs is None or self._stopping():
+            await self.executor.hand_back(row["id"], lease)
+            return
+        self.leases[row["id"]] = lease
+        self._runs.start_soon(self._execute_one, row, lease)
 
     async def drain(self, claim: Claim, batch: int) -> int:
         """Claim and execute batch after batch until a claim finds nothing; how many ran."""
@@ -216,6 +230,7 @@ class RunLoop:
         ``idle(event)`` waits for more work when a claim came back short: until ``event``
         is set (a notification, a freed slot) or whatever timeout the caller prefers.
         """
+        self._runs, self._stopping = runs, stopping
         while not stopping():
             # A fresh event before the claim: a wake-up arriving meanwhile is not lost.
             self._wakeup = wakeup = anyio.Event()
