@@ -19,17 +19,23 @@ raw baseline's worker processes take turns with forgeflow's, round by round.
 
     python benchmarks/latency.py [--dsn DSN] [--runs 300] [--throughput-runs 1000]
                                  [--rounds 3] [--concurrency 10] [--starters 4]
-                                 [--waiting N] [--inprocess-runs 300]
+                                 [--waiting N] [--finished N] [--inprocess-runs 300]
 
-``--waiting N`` first parks N runs of the same workflow on the latency queues, waiting on
-timers a year ahead (written in one statement), so that the claims and wake-up queries
-work among them, as in a system with many runs waiting on approvals and timers.
+``--waiting N`` first parks N runs of the same workflow on the latency queues, half
+asleep on timers a year ahead, half waiting on an open approval hook, each with its
+checkpoints, so that the claims and wake-up queries work among them, as in a system with
+many runs waiting on approvals and timers. ``--finished N`` writes N completed runs with
+three step rows each beside them, as a system keeps its history until purged. The raw
+baseline's tables get as many rows of each kind. Each table is written by set-based
+statements, then vacuumed and analyzed, and a checkpoint writes the fill out before
+anything is measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import time
@@ -213,7 +219,10 @@ async def latency(ff: Forgeflow, raw: RawClient, dsn: str, runs: int, concurrenc
     for where, (base, eng) in pairs.items():
         e50, e95, _ = summary_ms(samples[names[eng]])
         b50, b95, _ = summary_ms(samples[names[base]])
-        print(f"forgeflow minus raw ({where}): p50 {e50 - b50:+.2f} ms, p95 {e95 - b95:+.2f} ms")
+        print(
+            f"forgeflow minus raw ({where}): p50 {e50 - b50:+.2f} ms, p95 {e95 - b95:+.2f} ms;"
+            f" forgeflow/raw p50 {e50 / b50:.2f}, p95 {e95 / b95:.2f}"
+        )
     print("target: forgeflow p50 under 10 ms")
 
 
@@ -365,7 +374,10 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10, help="runs per worker at once")
     parser.add_argument("--starters", type=int, default=4, help="concurrent starting tasks")
     parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--waiting", type=int, default=0, help="runs parked on far timers")
+    parser.add_argument(
+        "--waiting", type=int, default=0, help="runs parked on far timers and open hooks"
+    )
+    parser.add_argument("--finished", type=int, default=0, help="completed runs written first")
     parser.add_argument("--inprocess-runs", type=int, default=300, help="ff.run runs per round")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
@@ -376,8 +388,8 @@ async def main() -> None:
         Forgeflow.connect(dsn, registry=registry) as ff,
         RawClient.connect(dsn) as raw,
     ):
-        if args.waiting:
-            await park(ff, args.waiting)
+        if args.waiting or args.finished:
+            await park(ff, args.waiting, args.finished)
         before = await history(ff)
         if not args.skip_latency:
             await latency(ff, raw, dsn, args.runs, args.concurrency)
@@ -392,28 +404,154 @@ async def main() -> None:
     print(load_line())
 
 
-async def park(ff: Forgeflow, n: int) -> None:
-    """Write ``n`` runs waiting on timers a year ahead, on the latency queues."""
+async def park(ff: Forgeflow, waiting: int, finished: int) -> None:
+    """Fill the tables as a long-lived system would: ``waiting`` runs on the latency queues,
+    half asleep on timers a year ahead, half waiting on an open approval hook (woken at
+    their deadline, 400 days ahead, like a hook without a timeout), each with its
+    checkpoints; and ``finished`` completed runs with their three step rows. The raw
+    baseline's tables get as many rows of each (see ``park_raw``). Each table is written by
+    one set-based statement per kind of run, then vacuumed and analyzed, and a checkpoint
+    (when the role may) writes the fill out."""
     began = time.perf_counter()
+    fill: list[tuple[str, tuple[object, ...]]] = []
+    if waiting:
+        fill += [
+            (PARKED_RUNS, (three_steps.name, three_steps.version, LOCAL, REMOTE, waiting)),
+            (PARKED_HOOKS, (three_steps.name, waiting)),
+            (PARKED_STEPS, (waiting,)),
+        ]
+    if finished:
+        fill += [
+            (FINISHED_RUNS, (three_steps.name, three_steps.version, LOCAL, REMOTE, finished)),
+            (FINISHED_STEPS, (finished,)),
+        ]
+    for sql, params in fill:
+        await ff.pool.execute(sql, *params)
+    await park_raw(ff, waiting, finished)
+    for table in FILLED:
+        await ff.pool.execute(f"VACUUM ANALYZE {table}")
+    # Write the fill's dirty pages out now rather than while latencies are measured.
+    with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+        await ff.pool.execute("CHECKPOINT")
+    print(
+        f"parked {waiting} waiting runs (half on timers, half on hooks) and {finished} "
+        f"finished runs in forgeflow's tables and the raw baseline's (vacuumed, analyzed, "
+        f"checkpointed) in {time.perf_counter() - began:.1f} s"
+    )
+
+
+def parked(count: str) -> str:
+    """The waiting runs park writes, ``count`` of them: i, the run id (uuid-like, spread
+    over the primary key as real ids are), whether it waits on a hook, when it started."""
+    return f"""(
+        SELECT i, md5('parked' || i)::uuid::text AS id, (i / 2) % 2 = 1 AS hook,
+               now() - make_interval(secs => i) AS at
+        FROM generate_series(1, {count}::int) AS i
+    ) AS p"""
+
+
+def finished_runs(count: str) -> str:
+    """The finished runs park writes, ``count`` of them, as ``parked`` (without hooks)."""
+    return f"""(
+        SELECT i, md5('finished' || i)::uuid::text AS id,
+               now() - interval '1 day' - make_interval(secs => i) AS at
+        FROM generate_series(1, {count}::int) AS i
+    ) AS f"""
+
+
+# Run i of the waiting ones sleeps when i / 2 is even and waits on its hook otherwise;
+# i % 2 is its queue. $1, $2: the workflow; $3, $4: the two queues; the last: how many.
+PARKED_RUNS = f"""
+INSERT INTO forgeflow.workflow_runs
+    (id, workflow, version, queue, status, input, runnable_at, timeout_seconds, deadline,
+     executions, created_at, started_at, updated_at, wait)
+SELECT id, $1, $2, CASE WHEN i % 2 = 0 THEN $3 ELSE $4 END, 'waiting', '1',
+       CASE WHEN hook THEN at + interval '400 days' ELSE at + interval '365 days' END,
+       86400 * 400, at + interval '400 days', 1, at, at, at,
+       CASE WHEN hook
+            THEN jsonb_build_object('kind', 'hook', 'step', 'approval', 'hook_id', 'hook-' || id)
+            ELSE '{{"kind": "sleep", "step": "sleep"}}' END
+FROM {parked("$5")}
+"""
+PARKED_HOOKS = f"""
+INSERT INTO forgeflow.hooks
+    (id, run_id, workflow, name, step, status, on_timeout, created_at, activated_at)
+SELECT 'hook-' || id, id, $1, 'approval', 'hook:approval', 'active', 'reject', at, at
+FROM {parked("$2")}
+WHERE hook
+"""
+PARKED_STEPS = f"""
+INSERT INTO forgeflow.workflow_steps
+    (run_id, name, kind, status, result, attempts, started_at, completed_at, execution)
+SELECT id, s.name, s.kind, 'completed',
+       CASE s.kind WHEN 'step' THEN '2'::jsonb
+                   WHEN 'hook' THEN to_jsonb('hook-' || id)
+                   ELSE to_jsonb(at + interval '365 days') END,
+       1, at, CASE s.kind WHEN 'sleep' THEN at + interval '365 days' ELSE at END, 1
+FROM {parked("$1")}
+CROSS JOIN LATERAL (VALUES ('one', 'step'),
+                           (CASE WHEN hook THEN 'hook:approval' ELSE 'sleep' END,
+                            CASE WHEN hook THEN 'hook' ELSE 'sleep' END)) AS s(name, kind)
+"""
+# Completed over the days before, one a second, alternating queues.
+FINISHED_RUNS = f"""
+INSERT INTO forgeflow.workflow_runs
+    (id, workflow, version, queue, status, input, output, runnable_at, timeout_seconds,
+     deadline, executions, created_at, started_at, completed_at, updated_at)
+SELECT id, $1, $2, CASE WHEN i % 2 = 0 THEN $3 ELSE $4 END, 'completed', '1', '4', NULL,
+       86400, at + interval '1 day', 1, at, at, at + interval '5 milliseconds',
+       at + interval '5 milliseconds'
+FROM {finished_runs("$5")}
+"""
+FINISHED_STEPS = f"""
+INSERT INTO forgeflow.workflow_steps
+    (run_id, name, kind, status, result, attempts, started_at, completed_at, execution)
+SELECT id, s.name, 'step', 'completed', to_jsonb(1 + s.k), 1,
+       at + make_interval(secs => s.k / 1000.0), at + make_interval(secs => s.k / 1000.0), 1
+FROM {finished_runs("$1")}
+CROSS JOIN (VALUES ('one', 1), ('two', 2), ('three', 3)) AS s(name, k)
+"""
+FILLED = (
+    "forgeflow.workflow_runs",
+    "forgeflow.workflow_steps",
+    "forgeflow.hooks",
+    "forgeflow_bench.runs",
+    "forgeflow_bench.steps",
+)
+
+
+async def park_raw(ff: Forgeflow, waiting: int, finished: int) -> None:
+    """The same rows in the raw baseline's tables, so that both sides probe indexes of one
+    size: ``waiting`` runs that are not runnable (the baseline has no timers or hooks, so
+    they stay out of its partial claim index, as they would in any such design) with two
+    step rows each, and ``finished`` completed runs with three."""
     await ff.pool.execute(
         """
-        INSERT INTO forgeflow.workflow_runs
-            (id, workflow, version, queue, status, input, runnable_at, timeout_seconds,
-             created_at, started_at, wait)
-        SELECT 'parked-' || gen_random_uuid(), $1, $2,
-               CASE WHEN i % 2 = 0 THEN $3 ELSE $4 END, 'waiting', '1',
-               now() + interval '365 days' + make_interval(secs => i), 86400 * 400,
-               now(), now(), '{"kind": "sleep"}'
-        FROM generate_series(1, $5) AS i
+        INSERT INTO forgeflow_bench.runs (id, queue, status, input, output, runnable, created_at)
+        SELECT md5(kind || i)::uuid::text, CASE WHEN i % 2 = 0 THEN $1 ELSE $2 END, kind,
+               '1', CASE WHEN kind = 'completed' THEN '4'::jsonb END, false,
+               now() - make_interval(secs => i)
+        FROM (VALUES ('waiting', $3::int), ('completed', $4::int)) AS k(kind, n)
+        CROSS JOIN LATERAL generate_series(1, k.n) AS i
         """,
-        three_steps.name,
-        three_steps.version,
         LOCAL,
         REMOTE,
-        n,
+        waiting,
+        finished,
     )
-    await ff.pool.execute("ANALYZE forgeflow.workflow_runs")
-    print(f"parked {n} runs on far timers in {time.perf_counter() - began:.1f} s")
+    await ff.pool.execute(
+        """
+        INSERT INTO forgeflow_bench.steps (run_id, name, result, completed_at)
+        SELECT md5(kind || i)::uuid::text, s.name, to_jsonb(1 + s.k),
+               now() - make_interval(secs => i)
+        FROM (VALUES ('waiting', $1::int, 2), ('completed', $2::int, 3)) AS k(kind, n, steps)
+        CROSS JOIN LATERAL generate_series(1, k.n) AS i
+        CROSS JOIN (VALUES ('one', 1), ('two', 2), ('three', 3)) AS s(name, k)
+        WHERE s.k <= k.steps
+        """,
+        waiting,
+        finished,
+    )
 
 
 async def history(ff: Forgeflow) -> int:
